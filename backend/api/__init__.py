@@ -1,0 +1,1 @@
+"""HTTP API: routers under /api/v1 plus /healthz and /readyz."""

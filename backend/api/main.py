@@ -1,0 +1,13 @@
+"""The /api/v1 router."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from backend.api.routes import detectors, inspections, stats
+
+api_router = APIRouter()
+api_router.include_router(inspections.upload_router)
+api_router.include_router(inspections.router)
+api_router.include_router(stats.router)
+api_router.include_router(detectors.router)

@@ -1,0 +1,29 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """200 once the database is migrated and the detectors are loaded; 503 before."""
+    state = request.app.state
+    pool = getattr(state, "pool", None)
+    if pool is None:
+        error = getattr(state, "load_error", None)
+        return JSONResponse(status_code=503, content={
+            "status": "failed" if error else "loading",
+            "detail": f"detectors failed to load: {error}" if error else "detectors are loading",
+        })
+    return JSONResponse({"status": "ready", "detectors": pool.names,
+                         "demo": any(d.demo for d in pool.all())})

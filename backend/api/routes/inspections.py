@@ -1,0 +1,226 @@
+"""Inspections: upload a photo, list/filter, fetch, image and overlays, soft delete/restore."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
+
+from backend.api.deps import EngineDep, PoolDep, SettingsDep, StoreDep
+from backend.records import InspectionList, InspectionPublic
+from backend.services import inspections as service
+from backend.services.images import ImageRejected, check_declared_type
+from models.types import Verdict
+from models.visualize import LAYERS
+
+CACHE = {"Cache-Control": "private, max-age=86400"}
+
+
+class MultipartOnlyRoute(APIRoute):
+    """Answers 415 (not 422) when the request body is not multipart/form-data."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            content_type = request.headers.get("content-type", "").lower()
+            if not content_type.startswith("multipart/form-data"):
+                return JSONResponse(
+                    {"detail": "send the photo as multipart/form-data with an 'image' file "
+                               f"field (got content type {content_type or 'none'!r})"},
+                    status_code=415)
+            return await handler(request)
+
+        return route
+
+
+upload_router = APIRouter(prefix="/inspections", tags=["inspections"],
+                          route_class=MultipartOnlyRoute)
+router = APIRouter(prefix="/inspections", tags=["inspections"])
+
+
+# -- query parsing --------------------------------------------------------------------------------
+def _bad_query(name: str, value: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": ("query", name),
+                                    "msg": message, "input": value}])
+
+
+def parse_when(value: str | None, name: str, *, end: bool = False) -> datetime | None:
+    """An ISO date or datetime as an aware UTC bound. Dates start at 00:00 UTC; as ``end`` the
+    bound is exclusive, so a date ``end`` covers that whole day and a datetime ``end`` is
+    inclusive (one microsecond is added)."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            start = datetime.combine(day, time.min, tzinfo=UTC)
+            return start + timedelta(days=1) if end else start
+        if "T" in text and text.count(" ") == 1:  # an unescaped '+' in the query string
+            text = text.replace(" ", "+")
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _bad_query(name, value, "not an ISO 8601 date or datetime") from None
+    moment = service.utc(moment)
+    return moment + timedelta(microseconds=1) if end else moment
+
+
+def get_filters(
+    start: Annotated[str | None, Query(description="ISO date or datetime (UTC if naive)")] = None,
+    end: Annotated[str | None, Query(description="ISO date (whole day) or datetime")] = None,
+    label: Annotated[list[str] | None, Query(description="repeatable; any of")] = None,
+    verdict: Annotated[Verdict | None, Query()] = None,
+    has_defect: Annotated[bool | None, Query(description="verdict == defect")] = None,
+    station: Annotated[str | None, Query()] = None,
+    detector: Annotated[str | None, Query(description="inspected by this detector")] = None,
+    include_deleted: Annotated[bool, Query()] = False,
+) -> service.Filters:
+    filters = service.Filters(
+        start=parse_when(start, "start"), end=parse_when(end, "end", end=True),
+        labels=[v for v in (label or []) if v], verdict=verdict.value if verdict else None,
+        has_defect=has_defect, station=station, detector=detector,
+        include_deleted=include_deleted,
+    )
+    if filters.start and filters.end and filters.end <= filters.start:
+        raise _bad_query("end", end or "", "end is before start")
+    return filters
+
+
+FiltersDep = Annotated[service.Filters, Depends(get_filters)]
+
+
+# -- endpoints ------------------------------------------------------------------------------------
+@upload_router.post("", status_code=201, response_model=InspectionPublic,
+                    responses={413: {"description": "file or image too large"},
+                               415: {"description": "not a supported image"},
+                               422: {"description": "empty, truncated or invalid input"},
+                               503: {"description": "detectors still loading"}})
+async def create_inspection(
+    image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, BMP, TIFF, WebP)")],
+    settings: SettingsDep, engine: EngineDep, store: StoreDep, pool: PoolDep,
+    station: Annotated[str | None, Form(max_length=100)] = None,
+    operator: Annotated[str | None, Form(max_length=100)] = None,
+    note: Annotated[str | None, Form(max_length=2000)] = None,
+    detectors: Annotated[str | None, Form(description="comma-separated names; default all")]
+    = None,
+) -> InspectionPublic:
+    """Inspect one photo with the chosen detectors and store the record."""
+    names = [n.strip() for n in (detectors or "").split(",") if n.strip()]
+    try:
+        selected = pool.select(names)
+    except KeyError as exc:
+        raise HTTPException(422, f"unknown detector(s): {exc.args[0]}; "
+                                 f"available: {', '.join(pool.names)}") from None
+    if image.size is not None and image.size > settings.max_upload_bytes:
+        raise HTTPException(413, f"the file is larger than {settings.max_upload_mb:g} MB")
+    try:
+        check_declared_type(image.content_type)
+        data = await image.read()
+        if len(data) > settings.max_upload_bytes:
+            raise ImageRejected(413, f"the file is larger than {settings.max_upload_mb:g} MB")
+        return await service.create_inspection(
+            image_bytes=data, pool=pool, detectors=selected, engine=engine, store=store,
+            meta=service.UploadMeta(station=station or None, operator=operator or None,
+                                    note=note or None),
+            max_pixels=settings.max_pixels,
+        )
+    except ImageRejected as exc:
+        raise HTTPException(exc.status_code, exc.detail) from None
+
+
+@router.get("", response_model=InspectionList)
+async def list_inspections(
+    engine: EngineDep, filters: FiltersDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> InspectionList:
+    """Inspections newest first; ``total`` and ``defect_ratio`` cover the whole filtered set."""
+    items, total, ratio = await anyio.to_thread.run_sync(
+        service.list_inspections, engine, filters, limit, offset)
+    return InspectionList(items=items, total=total, defect_ratio=ratio)
+
+
+def _not_found(inspection_id: uuid.UUID) -> HTTPException:
+    return HTTPException(404, f"no inspection {inspection_id}")
+
+
+@router.get("/{inspection_id}", response_model=InspectionPublic)
+async def get_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> InspectionPublic:
+    record = await anyio.to_thread.run_sync(service.get_public, engine, inspection_id)
+    if record is None:
+        raise _not_found(inspection_id)
+    return record
+
+
+@router.get("/{inspection_id}/image", response_class=FileResponse)
+async def get_image(inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep
+                    ) -> FileResponse:
+    """The original photo, byte for byte."""
+    inspection = await anyio.to_thread.run_sync(service.get_inspection, engine, inspection_id)
+    if inspection is None:
+        raise _not_found(inspection_id)
+    return FileResponse(store.path(inspection.image_key),
+                        media_type=inspection.image_content_type, headers=CACHE)
+
+
+@router.get("/{inspection_id}/overlay", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+async def get_overlay(
+    inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep,
+    layers: Annotated[str | None, Query(
+        description=f"comma-separated, any of {', '.join(LAYERS)}; default: all; "
+                    "empty: the photo alone")] = None,
+) -> Response:
+    """The photo with evidence drawn over it (PNG); ``layers`` re-renders from stored maps."""
+    inspection = await anyio.to_thread.run_sync(service.get_inspection, engine, inspection_id)
+    if inspection is None:
+        raise _not_found(inspection_id)
+    if layers is None and inspection.overlay_key:
+        return FileResponse(store.path(inspection.overlay_key), media_type="image/png",
+                            headers=CACHE)
+    requested = ",".join(LAYERS) if layers is None else layers  # "" = the bare photo
+    chosen = [v.strip() for v in requested.split(",") if v.strip()]
+    unknown = sorted(set(chosen) - set(LAYERS))
+    if unknown:
+        raise _bad_query("layers", layers or "", f"unknown layers {unknown}; known: "
+                                                 f"{', '.join(LAYERS)}")
+    png = await anyio.to_thread.run_sync(service.render_stored_overlay, engine, store,
+                                         inspection_id, chosen)
+    return Response(png, media_type="image/png", headers=CACHE)
+
+
+@router.get("/{inspection_id}/findings/{finding_id}/mask", response_class=FileResponse)
+async def get_finding_mask(inspection_id: uuid.UUID, finding_id: int, engine: EngineDep,
+                           store: StoreDep) -> FileResponse:
+    """A finding's mask as a 1-bit PNG at the photo's size."""
+    key = await anyio.to_thread.run_sync(service.finding_mask_blob, engine, inspection_id,
+                                         finding_id)
+    if key is None:
+        raise HTTPException(404, f"no mask for finding {finding_id} of {inspection_id}")
+    return FileResponse(store.path(key), media_type="image/png", headers=CACHE)
+
+
+@router.delete("/{inspection_id}", status_code=204)
+async def delete_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> Response:
+    """Soft delete: hidden from lists and stats until restored."""
+    record = await anyio.to_thread.run_sync(service.set_deleted, engine, inspection_id, True)
+    if record is None:
+        raise _not_found(inspection_id)
+    return Response(status_code=204)
+
+
+@router.post("/{inspection_id}/restore", response_model=InspectionPublic)
+async def restore_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> InspectionPublic:
+    """Undo a soft delete."""
+    record = await anyio.to_thread.run_sync(service.set_deleted, engine, inspection_id, False)
+    if record is None:
+        raise _not_found(inspection_id)
+    return record

@@ -1,0 +1,28 @@
+"""Counts over time for the charts: totals, defects and labels per day, week or month."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query
+
+from backend.api.deps import EngineDep
+from backend.api.routes.inspections import FiltersDep
+from backend.records import StatsPublic
+from backend.services import inspections as service
+
+router = APIRouter(tags=["stats"])
+
+
+@router.get("/stats", response_model=StatsPublic)
+async def get_stats(
+    engine: EngineDep, filters: FiltersDep,
+    bucket: Annotated[Literal["day", "week", "month"], Query()] = "day",
+) -> StatsPublic:
+    """Inspections per UTC bucket (weeks start on Monday) over the filtered set; buckets
+    without inspections between the first and last are included with zero counts."""
+    try:
+        return await anyio.to_thread.run_sync(service.stats, engine, filters, bucket)
+    except service.TooManyBuckets as exc:
+        raise HTTPException(422, str(exc)) from None

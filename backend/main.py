@@ -1,0 +1,136 @@
+"""The app factory: ``create_app(settings)``; the lifespan migrates the database and loads the
+detectors once (in the background, so /healthz answers at once and /readyz says when the
+service can inspect)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from backend import db
+from backend.api.main import api_router
+from backend.api.routes import health
+from backend.config import Settings
+from backend.services.inference import DetectorPool
+from backend.services.storage import BlobStore
+
+log = logging.getLogger(__name__)
+API_V1 = "/api/v1"
+MULTIPART_OVERHEAD = 1024 * 1024  # form fields and boundaries on top of the photo
+
+
+async def _load_detectors(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    try:
+        app.state.pool = await anyio.to_thread.run_sync(
+            lambda: DetectorPool.load(
+                settings.model_dir, settings.extra_models,
+                concurrency=settings.inference_concurrency,
+                demo_good_images=settings.demo_good_images,
+            ),
+            abandon_on_cancel=True,
+        )
+        log.info("ready: %s", ", ".join(app.state.pool.names))
+    except Exception as exc:
+        log.exception("loading detectors failed")
+        app.state.load_error = f"{type(exc).__name__}: {exc}"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    settings.ensure_dirs()
+    engine = db.make_engine(settings.database_url)
+    await anyio.to_thread.run_sync(db.upgrade, engine)
+    app.state.engine = engine
+    app.state.store = BlobStore(settings.storage_dir)
+    app.state.pool = None
+    app.state.load_error = None
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_load_detectors, app)
+            yield
+            tasks.cancel_scope.cancel()
+    finally:
+        engine.dispose()
+
+
+class DeclaredSizeGuard:
+    """Answer 413 with a JSON body at once when a request to the API announces a body larger
+    than the limit (FastAPI's own limit also counts streamed bytes, but answers in plain text
+    when Content-Length alone gives it away)."""
+
+    def __init__(self, app: ASGIApp, max_body_size: int, prefix: str = API_V1) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            length = Headers(scope=scope).get("content-length", "")
+            if length.isdigit() and int(length) > self.max_body_size:
+                response = JSONResponse(status_code=413, content={
+                    "detail": f"request body of {int(length)} bytes is over the limit of "
+                              f"{self.max_body_size} bytes"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, made safe for inputs JSON cannot carry (NaN, infinity)."""
+    return JSONResponse(status_code=422,
+                        content={"detail": _json_safe(jsonable_encoder(exc.errors()))})
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(status_code=500, content={"detail": "internal server error"})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="kensa",
+        summary="Visual inspection of steel surfaces: detectors, inspections, statistics.",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url=f"{API_V1}/openapi.json",
+        docs_url=f"{API_V1}/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.pool = None
+    app.state.load_error = None
+    app.add_exception_handler(Exception, _unhandled)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.include_router(health.router)
+    max_body = settings.max_upload_bytes + MULTIPART_OVERHEAD
+    app.include_router(api_router, prefix=API_V1, max_body_size=max_body)
+    app.add_middleware(DeclaredSizeGuard, max_body_size=max_body)
+    if settings.serve_client:
+        from client.web import mount_client
+
+        mount_client(app, settings)
+    return app

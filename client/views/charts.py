@@ -1,0 +1,66 @@
+"""Charts: inspections per day, week or month stacked by label; defect-ratio trend."""
+
+from __future__ import annotations
+
+import flet as ft
+
+from client.components.charts import Legend, RatioTrend, StackedBars, bucket_labels
+from client.components.filters import FilterBar
+from client.components.palette import pretty
+from client.state import AppState
+
+BUCKETS = (("Per day", "day"), ("Per week", "week"), ("Per month", "month"))
+
+
+@ft.component
+def ChartsView(state: AppState):
+    if not state.is_manager:
+        return ft.Text("Charts are for managers. Switch the role in Settings.", size=20)
+    stats = state.stats or {}
+
+    async def reload():
+        await state.load_stats()
+
+    def bucket_chip(text: str, value: str) -> ft.Chip:
+        async def pick():
+            await state.load_stats(value)
+
+        return ft.Chip(label=ft.Text(text, size=15), selected=state.bucket == value,
+                       on_select=pick)
+
+    totals = stats.get("totals") or {}
+    total = int(totals.get("total") or 0)
+    defective = int(totals.get("defective") or 0)
+    by_label = totals.get("by_label") or {}
+    if state.highlight and state.highlight != "__ok__":
+        focus = (f"{pretty(state.highlight)}: {by_label.get(state.highlight, 0)} "
+                 f"of {total} inspections. Tap it again to show all labels.")
+    elif state.highlight == "__ok__":
+        focus = f"No defect: {total - defective} of {total}. Tap it again to show all."
+    else:
+        focus = "Tap a label or a bar to highlight it."
+    return ft.Column(
+        expand=True,
+        spacing=12,
+        scroll=ft.ScrollMode.AUTO,
+        controls=[
+            ft.Row(
+                vertical_alignment=ft.CrossAxisAlignment.CENTER,
+                controls=[
+                    ft.Text("Charts", size=30, weight=ft.FontWeight.BOLD),
+                    ft.Container(expand=True),
+                    ft.Text(f"{total} inspections · {defective} with defects · "
+                            f"{float(totals.get('defect_ratio') or 0):.0%}", size=20,
+                            weight=ft.FontWeight.W_500),
+                ],
+            ),
+            FilterBar(state, on_change=reload),
+            ft.Row(spacing=8, controls=[bucket_chip(t, v) for t, v in BUCKETS]),
+            Legend(bucket_labels(stats), state.highlight, state.toggle_highlight,
+                   counts={**by_label, "__ok__": total - defective}),
+            ft.Text(focus, size=16, color=ft.Colors.ON_SURFACE_VARIANT),
+            StackedBars(stats, state.highlight, state.toggle_highlight, kind=state.bucket),
+            ft.Text("Share of photos with defects", size=20, weight=ft.FontWeight.BOLD),
+            RatioTrend(stats, kind=state.bucket),
+        ],
+    )

@@ -1,0 +1,93 @@
+"""Serve the Flet client as a web app from the backend's FastAPI app, at "/".
+
+Any tablet browser then opens ``http://<server>:<port>/``: no install. The Python side of each
+browser session runs in the server process and calls the API over HTTP at the server's own
+address (learnt from the first request, or ``KENSA_CLIENT_API_URL``); the browser loads photos
+and overlays from the same origin.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import flet as ft
+import flet_web.fastapi as flet_fastapi
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from client.app import make_main
+
+API_URL_ENV = "KENSA_CLIENT_API_URL"
+
+
+class ServerAddress:
+    """Remembers the address this server was reached at, so sessions can call its API."""
+
+    def __init__(self, override: str | None = None):
+        self.override = override
+        self.seen: tuple[str, int] | None = None
+
+    def url(self) -> str:
+        if self.override:
+            return self.override.rstrip("/")
+        if self.seen is None:
+            return "http://127.0.0.1:8000"
+        host, port = self.seen
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        async def remember(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] in ("http", "websocket") and scope.get("server"):
+                host, port = scope["server"][:2]
+                if port:
+                    self.seen = (str(host), int(port))
+            await app(scope, receive, send)
+
+        return remember
+
+
+def build_flet_app(settings: Any, address: ServerAddress) -> FastAPI:
+    data_dir = Path(getattr(settings, "data_dir", "kensa-data"))
+    upload_dir = (data_dir / "client-uploads").resolve()
+    upload_dir.mkdir(parents=True, exist_ok=True)
+    main = make_main(address.url, public_url="", queue_dir=data_dir / "client-queue", web=True)
+    return flet_fastapi.app(
+        main,
+        app_name="kensa",
+        app_short_name="kensa",
+        app_description="Visual inspection of steel surfaces",
+        web_renderer=ft.WebRenderer.CANVAS_KIT,
+        no_cdn=True,  # CanvasKit and fonts come from the server: works on an offline LAN
+        upload_dir=str(upload_dir),
+        secret_key=os.environ.get("FLET_SECRET_KEY") or secrets.token_urlsafe(32),
+        max_upload_size=int(getattr(settings, "max_upload_bytes", 20 * 1024 * 1024)),
+    )
+
+
+def mount_client(app: FastAPI, settings: Any) -> None:
+    """Mount the web client at "/" of ``app`` (mount it after the API routes)."""
+    override = getattr(settings, "client_api_url", None) or os.environ.get(API_URL_ENV)
+    address = ServerAddress(override)
+    app.mount("/", address.wrap(build_flet_app(settings, address)), name="client")
+
+    # Mounted apps get no lifespan of their own: start Flet's session manager with the backend.
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(asgi_app: FastAPI):
+        await flet_fastapi.app_manager.start()
+        try:
+            async with inner(asgi_app) as state:
+                yield state
+        finally:
+            await flet_fastapi.app_manager.shutdown()
+
+    app.router.lifespan_context = lifespan

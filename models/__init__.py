@@ -1,0 +1,24 @@
+"""kensa's ML core: detectors, their registry, artifacts, data and training. Imports no web code."""
+
+from models.registry import (
+    DetectorSpec,
+    create_detector,
+    get_spec,
+    list_detectors,
+    load_detector,
+    register_detector,
+)
+from models.types import Detection, Finding, Task, Verdict
+
+__all__ = [
+    "Detection",
+    "DetectorSpec",
+    "Finding",
+    "Task",
+    "Verdict",
+    "create_detector",
+    "get_spec",
+    "list_detectors",
+    "load_detector",
+    "register_detector",
+]

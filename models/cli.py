@@ -1,0 +1,135 @@
+"""``kensa train|eval|predict|synth``: the model side of the command line.
+
+Handlers import their heavy modules lazily so ``kensa --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+LAYOUTS = ("auto", "folders", "masks", "severstal", "mvtec", "neu", "yolo")
+
+
+def _img_size(text: str) -> tuple[int, int]:
+    """``256x1600`` -> (256, 1600); ``224`` -> (224, 224)."""
+    parts = text.lower().split("x")
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW or N, got {text!r}") from None
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) != 2 or min(sizes) < 8:
+        raise argparse.ArgumentTypeError(f"expected HxW with sides >= 8, got {text!r}")
+    return sizes[0], sizes[1]
+
+
+def _common_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, required=True, help="dataset root")
+    p.add_argument("--layout", choices=LAYOUTS, default="auto")
+    p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+    p.add_argument("--name", help="instance name shown in the service (default: the kind)")
+    p.add_argument("--img-size", type=_img_size, help="input size HxW (e.g. 256x1600)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weights", default="auto",
+                   help="backbone start weights: auto|hub|packaged|PATH|none")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="train a detector on a folder of images")
+    kinds = train.add_subparsers(dest="task", metavar="TASK", required=True)
+    for task, help_text in (("classify", "multi-label defect classifier"),
+                            ("segment", "per-class defect masks (U-Net)")):
+        p = kinds.add_parser(task, help=help_text)
+        _common_train_args(p)
+        p.add_argument("--arch", help="registered detector kind or backbone variant")
+        p.add_argument("--epochs", type=int, default=30)
+        p.add_argument("--batch", type=int, default=16)
+        p.add_argument("--lr", type=float, default=1e-3)
+        p.add_argument("--patience", type=int, default=5, help="early-stopping patience")
+        p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+        p.add_argument("--rotate", action="store_true", help="add rotation augmentation")
+        p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+        p.add_argument("--dedupe", action="store_true",
+                       help="group rotated/flipped near-duplicates and split by group "
+                            "(NEU-Seg); eval repeats it")
+        p.set_defaults(handler=_train_supervised)
+    p = kinds.add_parser("anomaly", help="good-only anomaly detector")
+    _common_train_args(p)
+    p.add_argument("--detector", default="patchcore",
+                   help="patchcore | padim | flow | vae | inpaint")
+    p.add_argument("--epochs", type=int, help="epochs for trained detectors (flow, vae, inpaint)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--augment", action="store_true",
+                   help="rotation/shift/scale augmentation while fitting (seed 001's NF+DA)")
+    p.set_defaults(handler=_train_anomaly)
+
+    ev = subparsers.add_parser("eval", help="held-out metrics of a trained artifact")
+    ev.add_argument("artifact", type=Path)
+    ev.add_argument("--data", type=Path, required=True)
+    ev.add_argument("--layout", choices=LAYOUTS, default="auto")
+    ev.add_argument("--split", default="test",
+                    help="split to score (default: test); 'all'; for anomaly detectors "
+                    "'unseen' = every image but the good training images they fitted on")
+    ev.add_argument("--robust", action="store_true",
+                    help="also score rotated/shifted/scaled copies (seed 001's protocol)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--plots", type=Path, help="folder for confusion matrix / ROC plots")
+    ev.set_defaults(handler=_evaluate)
+
+    pr = subparsers.add_parser("predict", help="run an artifact on images without the server")
+    pr.add_argument("artifact", type=Path)
+    pr.add_argument("images", type=Path, nargs="+")
+    pr.add_argument("--overlay-dir", type=Path, help="write overlay PNGs here")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(handler=_predict)
+
+    sy = subparsers.add_parser("synth", help="write synthetic steel strips with masks")
+    sy.add_argument("--out", type=Path, required=True)
+    sy.add_argument("--good", type=int, default=20)
+    sy.add_argument("--defective", type=int, default=20)
+    sy.add_argument("--size", type=_img_size, default=(256, 1600))
+    sy.add_argument("--seed", type=int, default=0)
+    sy.set_defaults(handler=_synth)
+
+
+def _train_supervised(args: argparse.Namespace) -> int:
+    from models.training.supervised import train_from_args
+
+    return train_from_args(args)
+
+
+def _train_anomaly(args: argparse.Namespace) -> int:
+    from models.training.anomaly import train_from_args
+
+    return train_from_args(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from models.training.evaluate import evaluate_artifact, print_report
+
+    report = evaluate_artifact(args.artifact, args.data, layout=args.layout, split=args.split,
+                               robust=args.robust, plots=args.plots)
+    if args.json:
+        print(json.dumps(report, indent=2, default=float))
+    else:
+        print_report(report)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from models.predict import predict_from_args
+
+    return predict_from_args(args)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from models.data.synthetic import write_dataset
+
+    root = write_dataset(args.out, n_good=args.good, n_defective=args.defective,
+                         size=args.size, seed=args.seed)
+    print(f"wrote synthetic strips to {root}")
+    return 0

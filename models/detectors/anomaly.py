@@ -1,0 +1,259 @@
+"""Shared machinery of good-only anomaly detectors.
+
+A subclass provides the module and ``score_maps`` (raw scores at any resolution) plus
+``fit_good``; this base calibrates thresholds from held-out good images (or at the F1 optimum
+when labelled defects are given), keeps heatmaps on a fixed calibrated scale, turns maps into
+findings and decides the verdict, with a ``review`` band just below the threshold.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from scipy import ndimage
+from sklearn.metrics import precision_recall_curve
+
+from models.data.samples import Sample
+from models.detectors.base import Detector, DetectorConfig, Postprocess
+from models.imaging import resize_map, to_tensor
+from models.types import Detection, Finding, Task, Verdict
+
+log = logging.getLogger(__name__)
+ANOMALY_LABEL = "anomaly"
+
+
+class AnomalyConfig(DetectorConfig):
+    labels: list[str] = Field(default_factory=lambda: [ANOMALY_LABEL])
+    input_size: tuple[int, int] = (256, 256)
+    backbone: str = "efficientnet_lite0"
+    blur_sigma: float = Field(4.0, description="Gaussian smoothing of maps, in input pixels")
+    calibration_fraction: float = Field(0.2, description="good images held out to calibrate")
+    calibration_quantile: float = Field(
+        0.99, description="threshold = max(this quantile, mean + 3 sd) of held-out good scores"
+    )
+    pixel_quantile: float = Field(0.999, description="good-pixel quantile = pixel threshold")
+    seed: int = 0
+
+
+class AnomalyPostprocess(Postprocess):
+    threshold: float | None = Field(None, description="raw image score at which a part is bad")
+    pixel_threshold: float | None = Field(None, description="raw pixel score of a defect pixel")
+    map_low: float = Field(0.0, description="typical good pixel score: the heatmap's zero")
+    review_band: tuple[float, float] = Field(
+        (1.0, 1.15),
+        description="normalised scores in [low, high) get 'review', >= high 'defect': a score "
+        "just past the good-only threshold may be a good outlier, so a person looks first",
+    )
+    min_area_fraction: float = Field(5e-4, description="smallest finding, as image fraction")
+
+
+class AnomalyDetector(Detector):
+    """Base for detectors trained on good parts only."""
+
+    Config = AnomalyConfig
+    Post = AnomalyPostprocess
+    config: AnomalyConfig
+    post: AnomalyPostprocess
+
+    # -- subclass contract ---------------------------------------------------------------------
+    @abstractmethod
+    def fit_good(self, images: Sequence[np.ndarray], **options: Any) -> dict[str, Any]:
+        """Learn the good appearance from HxWx3 uint8 images."""
+
+    @abstractmethod
+    def score_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw anomaly maps ``B x h x w`` for a normalised batch ``x``, at any resolution
+        (e.g. one score per patch); the base upsamples them to the input size."""
+
+    def image_scores(self, maps: torch.Tensor) -> torch.Tensor:
+        """Image score from (smoothed) maps; the maximum by default."""
+        return maps.flatten(1).amax(dim=1)
+
+    # -- scoring -------------------------------------------------------------------------------
+    def _smooth(self, maps: torch.Tensor) -> torch.Tensor:
+        sigma = self.config.blur_sigma
+        if sigma <= 0:
+            return maps
+        radius = max(1, round(3 * sigma))
+        grid = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+        kernel = torch.exp(-(grid**2) / (2 * sigma**2))
+        kernel = kernel / kernel.sum()
+        x = maps[:, None]
+        x = torch.nn.functional.pad(x, (radius, radius, radius, radius), mode="reflect")
+        x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 1, -1))
+        x = torch.nn.functional.conv2d(x, kernel.view(1, 1, -1, 1))
+        return x[:, 0]
+
+    @torch.inference_mode()
+    def raw_scores(self, images: Sequence[np.ndarray], batch_size: int = 8
+                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Raw image scores and smoothed maps at input size for a list of images."""
+        self.model.eval()
+        scores, maps = [], []
+        for start in range(0, len(images), batch_size):
+            chunk = list(images[start:start + batch_size])
+            x = to_tensor(chunk, tuple(self.config.input_size)).to(self.device)
+            m = self.score_maps(x).float()
+            if m.shape[-2:] != x.shape[-2:]:
+                m = F.interpolate(m[:, None], size=x.shape[-2:], mode="bilinear",
+                                  align_corners=False)[:, 0]
+            m = self._smooth(m)
+            scores.append(self.image_scores(m).cpu().numpy())
+            maps.extend(m.cpu().numpy())
+        return np.concatenate(scores) if scores else np.zeros(0), maps
+
+    # -- training and calibration ------------------------------------------------------------
+    def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None,
+            **options: Any) -> dict[str, Any]:
+        """Fit on the good samples of ``train``; calibrate on held-out good images and, when
+        ``val`` holds labelled defects, at the F1 optimum."""
+        good = [s for s in train if s.is_good]
+        if len(good) < 2:
+            raise ValueError(f"need at least 2 good images to fit, got {len(good)}")
+        rng = np.random.default_rng(self.config.seed)
+        order = rng.permutation(len(good))
+        n_cal = max(1, round(len(good) * self.config.calibration_fraction))
+        if val and any(s.is_good for s in val):
+            fit_part, cal_part = good, [s for s in val if s.is_good]
+        else:
+            fit_part = [good[i] for i in order[n_cal:]]
+            cal_part = [good[i] for i in order[:n_cal]]
+        started = time.perf_counter()
+        report = self.fit_good([s.load_image() for s in fit_part], **options)
+        fit_seconds = time.perf_counter() - started
+        defects = [s for s in (val or []) if not s.is_good]
+        report.update(self.calibrate([s.load_image() for s in cal_part],
+                                     [s.load_image() for s in defects]))
+        report.update(fit_seconds=round(fit_seconds, 3), n_fit=len(fit_part),
+                      n_calibration=len(cal_part), n_defect_val=len(defects))
+        self.metadata.training_data = {
+            "n_good_fit": len(fit_part), "n_good_calibration": len(cal_part),
+            "n_defect_calibration": len(defects), **self.metadata.training_data,
+        }
+        return report
+
+    def calibrate(self, good: Sequence[np.ndarray],
+                  defects: Sequence[np.ndarray] = ()) -> dict[str, Any]:
+        """Set thresholds: a quantile of held-out good scores, or the F1 optimum with defects."""
+        good_scores, good_maps = self.raw_scores(good)
+        pixels = np.concatenate([m.ravel() for m in good_maps])
+        self.post.map_low = float(np.median(pixels))
+        self.post.pixel_threshold = float(np.quantile(pixels, self.config.pixel_quantile))
+        quantile = float(np.quantile(good_scores, self.config.calibration_quantile))
+        spread = float(good_scores.mean() + 3 * good_scores.std())
+        threshold = max(quantile, spread)
+        method = (f"good-quantile-{self.config.calibration_quantile}" if quantile >= spread
+                  else "good-mean+3sd")
+        if len(defects):
+            defect_scores, _ = self.raw_scores(defects)
+            y = np.r_[np.zeros(len(good_scores)), np.ones(len(defect_scores))]
+            s = np.r_[good_scores, defect_scores]
+            precision, recall, thresholds = precision_recall_curve(y, s)
+            f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
+            if len(thresholds):
+                cut = float(thresholds[int(np.argmax(f1[:-1]))])
+                below = s[s < cut]  # not on the lowest defect itself: midway to the next score
+                threshold = (cut + float(below.max())) / 2 if below.size else cut
+                method = "f1-optimum"
+        self.post.threshold = max(threshold, 1e-12)
+        self.post.pixel_threshold = max(self.post.pixel_threshold, self.post.map_low + 1e-6)
+        log.info("%s calibrated: threshold %.4g (%s), pixel threshold %.4g", self.name,
+                 self.post.threshold, method, self.post.pixel_threshold)
+        return {"threshold": self.post.threshold, "threshold_method": method,
+                "pixel_threshold": self.post.pixel_threshold,
+                "good_score_max": float(good_scores.max())}
+
+    # -- run-time decisions ------------------------------------------------------------------
+    def thresholds(self) -> dict[str, float]:
+        return {} if self.post.threshold is None else {"image": self.post.threshold}
+
+    def set_threshold(self, value: float, label: str | None = None) -> None:
+        if label not in (None, "image"):
+            raise ValueError(f"{self.kind} has one image threshold, not one for {label!r}")
+        if not value > 0:
+            raise ValueError("threshold must be positive")
+        self.post.threshold = float(value)
+
+    def verdict_for(self, score: float) -> Verdict:
+        if self.post.threshold is None:
+            raise RuntimeError(f"{self.name} is not calibrated; fit it first")
+        ratio = score / self.post.threshold
+        low, high = self.post.review_band
+        if ratio >= high:
+            return Verdict.DEFECT
+        if ratio >= low:
+            return Verdict.REVIEW
+        return Verdict.OK
+
+    def findings_from_map(self, full_map: np.ndarray, score: float,
+                          verdict: Verdict) -> list[Finding]:
+        """Connected regions above the pixel threshold whose peak reaches the review level,
+        each cut to its half-maximum contour
+        (smoothed maps spread a thin defect's evidence; the contour keeps its real extent).
+        A region's score is its peak over the image threshold, so it reads like the image's
+        normalised anomaly score."""
+        if verdict == Verdict.OK:
+            return []
+        height, width = full_map.shape
+        min_area = max(1, int(self.post.min_area_fraction * height * width))
+        regions, _ = ndimage.label(full_map >= self.post.pixel_threshold)
+        findings = []
+        for index, box in enumerate(ndimage.find_objects(regions), start=1):
+            if box is None:
+                continue
+            values = full_map[box]
+            region = regions[box] == index
+            peak = float(values[region].max())
+            if peak < self.post.review_band[0] * self.post.threshold:
+                continue  # a finding must cross the line itself, not just sit near one that did
+            half_max = self.post.map_low + 0.5 * (peak - self.post.map_low)
+            mask = region & (values >= max(self.post.pixel_threshold, half_max))
+            area = int(mask.sum())
+            if area < min_area:
+                continue
+            rows, cols = np.nonzero(mask)
+            full_mask = np.zeros_like(full_map, dtype=bool)
+            full_mask[box] = mask
+            y0, x0 = box[0].start, box[1].start
+            findings.append(Finding(
+                label=ANOMALY_LABEL, score=peak / self.post.threshold, detector=self.name,
+                area_px=area,
+                bbox=(x0 + int(cols.min()), y0 + int(rows.min()),
+                      x0 + int(cols.max()) + 1, y0 + int(rows.max()) + 1),
+                mask=full_mask,
+            ))
+        findings.sort(key=lambda f: f.score, reverse=True)
+        if not findings:  # the image score crossed the line but no region stands out
+            findings.append(Finding(label=ANOMALY_LABEL, score=score / self.post.threshold,
+                                    detector=self.name))
+        return findings
+
+    def predict(self, image: np.ndarray) -> Detection:
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detection]:
+        started = time.perf_counter()
+        scores, maps = self.raw_scores(images)
+        per_image_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
+        out = []
+        for image, score, small_map in zip(images, scores, maps, strict=True):
+            t0 = time.perf_counter()
+            full_map = resize_map(small_map, image.shape[:2])
+            verdict = self.verdict_for(float(score))
+            findings = self.findings_from_map(full_map, float(score), verdict)
+            out.append(Detection(
+                detector=self.name, version=self.version, task=Task.ANOMALY, verdict=verdict,
+                findings=findings, anomaly_score=float(score), threshold=self.post.threshold,
+                anomaly_map=full_map, map_range=(self.post.map_low, self.post.pixel_threshold),
+                timings_ms={"model": per_image_ms,
+                            "postprocess": (time.perf_counter() - t0) * 1000},
+            ))
+        return out

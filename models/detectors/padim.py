@@ -1,0 +1,133 @@
+"""PaDiM: a Gaussian per feature-map position over concatenated multi-level pretrained
+features, scored by Mahalanobis distance (Defard et al., 2021).
+
+As in the paper, a random subset of ``d`` channels of the concatenated levels is kept. Memory is
+``positions x d x d`` float32 for the inverse covariances: e.g. 320x128 input at stride 8 and
+d = 100 is 640 x 100 x 100 x 4 B = 26 MB; ``grid_stride`` trades resolution for memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+from tqdm.auto import tqdm
+
+from models.backbones import WeightsOrigin, create_backbone
+from models.detectors.anomaly import AnomalyConfig, AnomalyDetector
+from models.imaging import to_tensor
+from models.registry import register_detector
+
+log = logging.getLogger(__name__)
+
+
+class PadimConfig(AnomalyConfig):
+    layers: tuple[int, ...] = Field((1, 2, 3), description="backbone levels (strides 4, 8, 16)")
+    channels: int = Field(100, ge=1, description="random channel subset d (paper: 100)")
+    grid_stride: int = Field(8, description="stride of the Gaussian grid (4 = paper, 8 = 1/4 "
+                                            "of the memory)")
+    regularization: float = Field(0.01, description="added to the covariance diagonal")
+
+
+class PadimModel(nn.Module):
+    """Frozen backbone + per-position mean and inverse covariance (buffers)."""
+
+    def __init__(self, backbone: nn.Module, total_channels: int, channels: int,
+                 grid_stride: int, seed: int) -> None:
+        super().__init__()
+        self.backbone = backbone.requires_grad_(False)
+        self.grid_stride = grid_stride
+        generator = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(total_channels, generator=generator)[:min(channels, total_channels)]
+        self.register_buffer("channel_index", keep.sort().values)
+        d = self.channel_index.numel()
+        self.register_buffer("mean", torch.zeros(0, d))
+        self.register_buffer("inv_covariance", torch.zeros(0, d, d))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``B x d x h x w`` features on the grid (stride ``grid_stride``)."""
+        features = self.backbone(x)
+        size = (x.shape[-2] // self.grid_stride, x.shape[-1] // self.grid_stride)
+        resized = []
+        for f in features:
+            if f.shape[-2:] != size:
+                f = (F.adaptive_avg_pool2d(f, size) if f.shape[-2] > size[0]
+                     else F.interpolate(f, size=size, mode="nearest"))
+            resized.append(f)
+        return torch.cat(resized, dim=1)[:, self.channel_index]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Mahalanobis distance per grid position, ``B x h x w``."""
+        if self.mean.shape[0] == 0:
+            raise RuntimeError("PaDiM has no Gaussians; fit the detector first")
+        emb = self.embed(x).float()
+        b, d, h, w = emb.shape
+        diff = emb.permute(2, 3, 0, 1).reshape(h * w, b, d) - self.mean[:, None, :]
+        squared = (torch.bmm(diff, self.inv_covariance) * diff).sum(dim=-1)  # no p*b*d*d temp
+        return squared.clamp_min(0).sqrt().T.reshape(b, h, w)
+
+
+@register_detector(
+    "padim",
+    task="anomaly",
+    learns_from="good-only",
+    description="PaDiM: per-position Gaussian of pretrained features, Mahalanobis distance",
+    quick={"input_size": (64, 256), "channels": 24},
+)
+class Padim(AnomalyDetector):
+    """PaDiM on ImageNet EfficientNet-Lite features, fit on good images only."""
+
+    Config = PadimConfig
+    config: PadimConfig
+
+    def build_model(self, weights: str) -> tuple[nn.Module, WeightsOrigin]:
+        backbone, origin = create_backbone(
+            self.config.backbone, weights, features_only=True, out_indices=self.config.layers
+        )
+        total = sum(backbone.feature_info.channels())
+        model = PadimModel(backbone, total, self.config.channels, self.config.grid_stride,
+                           self.config.seed)
+        return model, origin
+
+    def score_maps(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    @torch.inference_mode()
+    def fit_good(self, images: Sequence[np.ndarray], batch_size: int = 8,
+                 **_: Any) -> dict[str, Any]:
+        """Accumulate per-position sums and outer products (memory independent of N)."""
+        model: PadimModel = self.model  # type: ignore[assignment]
+        model.eval()
+        total = outer = None
+        n = 0
+        for start in tqdm(range(0, len(images), batch_size), desc="padim features",
+                          unit="batch"):
+            x = to_tensor(list(images[start:start + batch_size]),
+                          tuple(self.config.input_size)).to(self.device)
+            emb = model.embed(x).double()
+            b, d, h, w = emb.shape
+            flat = emb.permute(2, 3, 0, 1).reshape(h * w, b, d)
+            if total is None:
+                total = torch.zeros(h * w, d, dtype=torch.float64, device=self.device)
+                outer = torch.zeros(h * w, d, d, dtype=torch.float64, device=self.device)
+            total += flat.sum(dim=1)
+            outer += torch.bmm(flat.transpose(1, 2), flat)
+            n += b
+        assert total is not None and outer is not None
+        mean = total / n
+        covariance = (outer - n * torch.einsum("pi,pj->pij", mean, mean)) / max(1, n - 1)
+        eye = torch.eye(covariance.shape[-1], dtype=covariance.dtype, device=self.device)
+        covariance += self.config.regularization * eye
+        model.mean = mean.float().contiguous()
+        model.inv_covariance = torch.linalg.inv(covariance).float().contiguous()
+        megabytes = model.inv_covariance.numel() * 4 / 1e6
+        log.info("padim: %d positions x d=%d, inverse covariances %.1f MB",
+                 mean.shape[0], mean.shape[1], megabytes)
+        return {"positions": int(mean.shape[0]), "channels": int(mean.shape[1]),
+                "gaussians_mb": round(megabytes, 2)}

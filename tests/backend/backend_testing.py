@@ -1,0 +1,139 @@
+"""Helpers for the service tests (imported by conftest.py and the test modules)."""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from PIL import Image
+
+from backend.config import Settings
+from backend.main import create_app
+
+STRIP_SIZE = (128, 256)
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+TABLES = ("inspection", "detector_run", "finding", "evidence_map")
+
+
+def encode(image: np.ndarray, fmt: str = "PNG", **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def postgres_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            pass
+        engine = sa.create_engine(PG_URL)
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@contextmanager
+def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A URL for an empty database: a new SQLite file, or a new PostgreSQL schema dropped
+    afterwards (skips when the server does not answer)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'kensa.db'}"
+        return
+    if not postgres_available():
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 (db 'test', user postgres) does not answer")
+    schema = f"kensa_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def make_settings(tmp_path: Path, model_dir: Path, database_url: str | None = None,
+                  **overrides: Any) -> Settings:
+    return Settings(data_dir=tmp_path / "data", model_dir=model_dir,
+                    database_url=database_url or f"sqlite:///{tmp_path / 'kensa.db'}",
+                    serve_client=False, **overrides)
+
+
+@dataclass
+class Service:
+    """The running app, an HTTP client for it, and where it keeps its data."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    settings: Settings
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self.app.state.engine
+
+    def files(self) -> set[Path]:
+        return {p for p in self.settings.storage_dir.rglob("*") if p.is_file()}
+
+    def count(self, table: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+    def counts(self) -> dict[str, int]:
+        return {t: self.count(t) for t in TABLES}
+
+    def db_id(self, record_id: str) -> Any:
+        """An inspection id as the database stores it (SQLite: 32 hex chars)."""
+        return uuid.UUID(record_id).hex if self.engine.dialect.name == "sqlite" else record_id
+
+    async def upload(self, image: bytes, name: str = "strip.png",
+                     content_type: str = "image/png", **form: str) -> httpx.Response:
+        return await self.client.post("/api/v1/inspections", data=form,
+                                      files={"image": (name, image, content_type)})
+
+
+async def wait_ready(client: httpx.AsyncClient, timeout: float = 180) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = await client.get("/readyz")
+        body = response.json()
+        if response.status_code == 200 or body.get("status") == "failed":
+            return response
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"service not ready after {timeout} s: {body}")
+        await anyio.sleep(0.05)
+
+
+@asynccontextmanager
+async def running_service(settings: Settings, ready: bool = True) -> AsyncIterator[Service]:
+    """The app with its lifespan running, behind httpx.ASGITransport."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kensa.test",
+                                     timeout=120) as client:
+            if ready:
+                response = await wait_ready(client)
+                assert response.status_code == 200, response.text
+            yield Service(app=app, client=client, settings=settings)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    settings: Settings

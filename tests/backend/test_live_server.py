@@ -1,0 +1,90 @@
+"""Against a live uvicorn on loopback: concurrent uploads, and the kensa CLI commands."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from backend_testing import LiveServer, encode
+
+from backend.cli import main as kensa
+from backend.services.storage import BlobStore
+
+N_UPLOADS = 16
+
+
+def test_concurrent_uploads_are_all_recorded(live_server: LiveServer, strips) -> None:
+    photos = [encode(strips.defective(i).image if i % 2 else strips.good(i).image)
+              for i in range(N_UPLOADS)]
+
+    def upload(i: int) -> httpx.Response:
+        return httpx.post(f"{live_server.url}/api/v1/inspections", timeout=120,
+                          data={"station": f"s{i % 3}", "note": f"upload {i}"},
+                          files={"image": (f"{i}.png", photos[i], "image/png")})
+
+    with ThreadPoolExecutor(max_workers=N_UPLOADS) as pool:
+        responses = list(pool.map(upload, range(N_UPLOADS)))
+    assert [r.status_code for r in responses] == [201] * N_UPLOADS
+    records = [r.json() for r in responses]
+    assert len({r["id"] for r in records}) == N_UPLOADS
+    assert sorted(r["note"] for r in records) == sorted(f"upload {i}" for i in range(N_UPLOADS))
+
+    listing = httpx.get(f"{live_server.url}/api/v1/inspections", params={"limit": 500}).json()
+    assert listing["total"] == N_UPLOADS
+    defects = sum(r["verdict"] == "defect" for r in records)
+    assert listing["defect_ratio"] == pytest.approx(defects / N_UPLOADS)
+    stats = httpx.get(f"{live_server.url}/api/v1/stats").json()
+    assert stats["totals"]["total"] == N_UPLOADS and stats["totals"]["defective"] == defects
+    # every record's photo is intact on disk and in the database exactly once
+    for i, record in enumerate(records):
+        image = httpx.get(live_server.url + record["image_url"])
+        assert image.content == photos[i]
+    engine = sa.create_engine(live_server.settings.database_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from inspection")).scalar_one() == N_UPLOADS
+        runs = conn.execute(sa.text("select count(*) from detector_run")).scalar_one()
+        assert runs == N_UPLOADS
+    engine.dispose()
+    store = BlobStore(live_server.settings.storage_dir)
+    assert not [p for p in store.files() if p.name.startswith(".tmp-")]
+
+
+def test_cli_inspect_detectors_threshold(live_server: LiveServer, strips, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    photo = tmp_path / "strip.png"
+    photo.write_bytes(encode(strips.defective(30, labels=["patches"]).image))
+    server = ["--server", live_server.url]
+
+    assert kensa(["inspect", str(photo), *server, "--station", "cli", "--json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["station"] == "cli" and record["file"] == str(photo)
+
+    assert kensa(["inspect", str(photo), *server]) == 0
+    table = capsys.readouterr().out
+    assert "strip.png" in table and record["verdict"] in table
+
+    assert kensa(["detectors", *server, "--json"]) == 0
+    (item,) = json.loads(capsys.readouterr().out)
+    assert item["name"] == "patchcore"
+    assert kensa(["detectors", *server]) == 0
+    assert "patchcore" in capsys.readouterr().out
+
+    assert kensa(["threshold", "patchcore", "1e-3", *server]) == 0
+    assert "0.001" in capsys.readouterr().out
+    assert kensa(["inspect", str(photo), *server, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["verdict"] == "defect"
+    # offline listing reads the artifact folder, including the persisted threshold
+    assert kensa(["detectors", "--model-dir", str(live_server.settings.model_dir),
+                  "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["threshold"] == pytest.approx(1e-3)
+
+    # errors are reported, not raised
+    assert kensa(["threshold", "nonesuch", "1.0", *server]) == 1
+    assert "404" in capsys.readouterr().err
+    assert kensa(["inspect", str(tmp_path / "missing.png"), *server]) == 1
+    assert kensa(["detectors", "--server", "http://127.0.0.1:9"]) == 1
+    assert "cannot reach" in capsys.readouterr().err

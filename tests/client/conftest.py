@@ -1,0 +1,83 @@
+"""Fixtures for the client tests: the REAL backend app (lifespan running) behind
+httpx.ASGITransport, with a small PatchCore fitted once per session on synthetic strips."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from client_testing import STRIP_SIZE, png
+
+from backend.config import Settings
+from backend.main import create_app
+from client.api import ApiClient
+from client.offline_queue import PhotoQueue
+from client.state import AppState, ClientSettings
+from models import artifacts
+from models.data.synthetic import SteelStripGenerator
+from models.registry import create_detector, get_spec
+
+BASE = "http://kensa.test"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def patchcore_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real PatchCore (quick settings) fitted on 12 good strips, saved once."""
+    directory = tmp_path_factory.mktemp("client-models") / "patchcore"
+    detector = create_detector("patchcore", **get_spec("patchcore").quick)
+    detector.fit(SteelStripGenerator(size=STRIP_SIZE, seed=0).samples(12, 0))
+    artifacts.save(detector, directory)
+    return directory.parent
+
+
+@pytest.fixture(scope="session")
+def strips() -> dict[str, bytes]:
+    gen = SteelStripGenerator(size=STRIP_SIZE, seed=5)
+    return {
+        "good": png(gen.good(0).image),
+        "good2": png(gen.good(1).image),
+        "scratches": png(gen.defective(0, labels=("scratches",)).image),
+        "patches": png(gen.defective(1, labels=("patches",)).image),
+    }
+
+
+@dataclass
+class Backend:
+    app: object
+    api: ApiClient
+
+
+@pytest.fixture
+async def backend(tmp_path: Path, patchcore_dir: Path) -> AsyncIterator[Backend]:
+    settings = Settings(data_dir=tmp_path / "data", model_dir=patchcore_dir,
+                        database_url=f"sqlite:///{tmp_path / 'kensa.db'}", serve_client=False)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        api = ApiClient(BASE, transport=httpx.ASGITransport(app=app), public_url="")
+        deadline = time.monotonic() + 120
+        while not await api.ready():
+            assert time.monotonic() < deadline, "backend not ready"
+            await anyio.sleep(0.05)
+        try:
+            yield Backend(app=app, api=api)
+        finally:
+            await api.aclose()
+
+
+@pytest.fixture
+def make_state(tmp_path: Path):
+    def make(api: ApiClient, role: str = "manager") -> AppState:
+        return AppState(api=api, queue_store=PhotoQueue(tmp_path / "queue"),
+                        settings=ClientSettings(station="line-7", operator="kim", role=role))
+
+    return make

@@ -1,0 +1,241 @@
+"""The real web client in headless Chromium against a real `kensa serve`.
+
+Flet renders with Flutter (CanvasKit, a canvas): the test switches on Flutter's semantics tree
+(the hidden "Enable accessibility" placeholder), after which every text and button is a DOM
+node Playwright finds by text or role. Screenshots of each screen go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from e2e_testing import REPO, free_port
+
+pytestmark = pytest.mark.e2e
+
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+LANDSCAPE = {"width": 1280, "height": 800}
+PORTRAIT = {"width": 800, "height": 1280}
+VERDICT_TEXT = re.compile(r"^(OK: no defect found|Defect found|Needs review by a person)$")
+
+
+def open_client(browser, url: str, viewport=LANDSCAPE, path: str = "/"):
+    page = browser.new_page(viewport=viewport)
+    page.goto(f"{url}{path}")
+    page.wait_for_selector("flt-semantics-placeholder", state="attached", timeout=120_000)
+    page.evaluate("document.querySelector('flt-semantics-placeholder').click()")
+    return page
+
+
+def text(page, value, timeout: float = 60_000):
+    locator = page.get_by_text(value).first
+    locator.wait_for(timeout=timeout)
+    return locator
+
+
+def tap(page, name: str, role: str = "button"):
+    page.get_by_role(role, name=name).first.click()
+
+
+def shot(page, name: str, settle: float = 2.0) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    time.sleep(settle)  # images load after the text; Flutter's canvas gives no load event
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def api(url: str) -> httpx.Client:
+    return httpx.Client(base_url=f"{url}/api/v1", timeout=120)
+
+
+def test_capture_result_history_charts_demo(server_url, browser, strip_files):
+    with api(server_url) as client:
+        before = client.get("/inspections", params={"limit": 500}).json()
+        seen = {r["id"] for r in before["items"]}
+        # Earlier inspections from another station, so history and charts have something.
+        for name in ("good", "patches"):
+            with strip_files[name].open("rb") as fh:
+                created = client.post("/inspections", files={"image": (f"{name}.png", fh)},
+                                      data={"station": "line-2", "operator": "ann"})
+            assert created.status_code == 201, created.text
+            seen.add(created.json()["id"])
+
+    page = open_client(browser, server_url)
+    text(page, "New inspection", timeout=120_000)
+    shot(page, "01-capture")
+
+    # Capture: choose a file through the browser's file chooser, preview, send.
+    with page.expect_file_chooser() as chooser:
+        tap(page, "Choose file")
+    chooser.value.set_files(str(strip_files["scratches"]))
+    send = page.get_by_role("button", name="Send for inspection").first
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('flt-semantics[role=button]')]"
+        ".some(b => b.textContent.includes('Send for inspection') && "
+        "b.getAttribute('aria-disabled') !== 'true')", timeout=60_000)
+    shot(page, "02-preview")
+    send.click()
+
+    # Result: verdict in words, findings, overlay with layer switches.
+    badge = text(page, VERDICT_TEXT, timeout=180_000)
+    text(page, "Findings (")
+    with api(server_url) as client:
+        listing = client.get("/inspections", params={"limit": 500}).json()
+        assert listing["total"] == before["total"] + 3
+        new = [r for r in listing["items"] if r["id"] not in seen]
+        assert len(new) == 1
+        record = new[0]
+        assert record["station"] == "line-1", "recorded with the tablet's station setting"
+    shown = badge.text_content() or ""
+    expected = {"ok": "OK", "defect": "Defect found", "review": "Needs review"}[record["verdict"]]
+    assert expected in shown
+    heatmap = page.get_by_role("checkbox", name="Anomaly heatmap").first
+    was = heatmap.get_attribute("aria-checked")
+    heatmap.click()
+    page.wait_for_function(
+        "was => document.querySelector('flt-semantics[role=checkbox][aria-label=\"Anomaly "
+        "heatmap\"]').getAttribute('aria-checked') !== was", arg=was, timeout=30_000)
+    heatmap.click()  # and back on, for the screenshot
+    shot(page, "03-result")
+
+    # History: filter to photos with defects; the count shown must match the API's.
+    tap(page, "History")
+    text(page, "History")
+    text(page, re.compile(r"\d+ images? · \d+% with defects"))
+    shot(page, "04-history", settle=5)
+    tap(page, "With defects", role="checkbox")
+    with api(server_url) as client:
+        today = client.get("/inspections", params={"has_defect": "true", "limit": 1}).json()
+    text(page, re.compile(rf"^{today['total']} images? · "))
+    shot(page, "05-history-filtered")
+    tap(page, "With defects", role="checkbox")  # back to all
+
+    # Detail of the uploaded photo, delete, undo.
+    text(page, f"#{record['id'][:8]}").click()
+    text(page, f"Inspection #{record['id'][:8]}")
+    text(page, "Captured")
+    shot(page, "06-detail")
+    tap(page, "Delete")
+    text(page, "deleted.")
+    with api(server_url) as client:
+        assert client.get(f"/inspections/{record['id']}").json()["deleted_at"] is not None
+        assert record["id"] not in {r["id"] for r in client.get(
+            "/inspections", params={"limit": 500}).json()["items"]}
+    tap(page, "Undo")
+    text(page, "Inspection restored.")
+    with api(server_url) as client:
+        assert client.get(f"/inspections/{record['id']}").json()["deleted_at"] is None
+
+    # Charts: stacked bars per day; tapping a label highlights it.
+    tap(page, "Charts")
+    text(page, "Share of photos with defects")
+    shot(page, "07-charts")
+    with api(server_url) as client:
+        totals = client.get("/stats", params={"bucket": "day"}).json()["totals"]
+    label = sorted(totals["by_label"])[0]
+    legend = f"{label.replace('_', ' ')} ({totals['by_label'][label]})"
+    tap(page, legend, role="checkbox")
+    text(page, f"{label.replace('_', ' ')}: {totals['by_label'][label]} of")
+    shot(page, "08-charts-highlight")
+
+    # Demo booth: pick a sample strip, watch, see the explanation, then the history.
+    tap(page, "Demo booth")
+    text(page, "How does the inspection work?")
+    shot(page, "09-demo-1")
+    page.get_by_text("Scratches", exact=True).first.click()
+    text(page, "What was found and why", timeout=180_000)
+    shot(page, "10-demo-3")
+    tap(page, "See it in the history")
+    text(page, re.compile(r"This week: \d+ photos"))
+    shot(page, "11-demo-4")
+    tap(page, "Exit demo")
+
+    tap(page, "Settings")
+    text(page, "Role")
+    shot(page, "12-settings")
+    tap(page, "Dark", role="checkbox")
+    tap(page, "Save")
+    text(page, "Settings saved.")
+    tap(page, "History")
+    text(page, re.compile(r"\d+ images? · "))
+    shot(page, "14-history-dark", settle=4)
+    page.close()
+
+    portrait = open_client(browser, server_url, PORTRAIT, "/history")
+    text(portrait, re.compile(r"\d+ images? · "), timeout=120_000)
+    shot(portrait, "13-history-portrait", settle=6)
+    portrait.close()
+
+
+def test_offline_photo_waits_on_the_device_then_is_sent(server_url, browser, strip_files,
+                                                        tmp_path):
+    """`kensa client --web` pointed at a server that does not answer: the photo is queued in a
+    folder, visible; after the address is corrected in Settings, "Send now" delivers it."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    port = free_port()
+    queue_dir = tmp_path / "queue"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "client", "--web", "--port", str(port),
+         "--server", dead, "--queue-dir", str(queue_dir)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        client_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(client_url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "kensa client --web did not start"
+            time.sleep(0.5)
+        with api(server_url) as client:
+            before = {r["id"] for r in client.get("/inspections",
+                                                  params={"limit": 500}).json()["items"]}
+
+        page = open_client(browser, client_url)
+        text(page, "New inspection", timeout=120_000)
+        with page.expect_file_chooser() as chooser:
+            tap(page, "Choose file")
+        chooser.value.set_files(str(strip_files["patches"]))
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('flt-semantics[role=button]')]"
+            ".some(b => b.textContent.includes('Send for inspection') && "
+            "b.getAttribute('aria-disabled') !== 'true')", timeout=60_000)
+        tap(page, "Send for inspection")
+        text(page, "1 photo saved on this device, not sent yet")
+        text(page, "cannot be reached right now")
+        assert len(list(queue_dir.glob("*.json"))) == 1
+        shot(page, "15-offline-queue")
+
+        # The right address, then send the queue.
+        tap(page, "Settings")
+        field = page.get_by_role("textbox", name="Server address").first
+        field.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type(server_url)
+        tap(page, "Save")
+        text(page, "Settings saved.")
+        tap(page, "Capture")
+        tap(page, "Send now")
+        text(page, "Sent 1 queued photo.", timeout=180_000)
+        assert list(queue_dir.glob("*.json")) == []
+        with api(server_url) as client:
+            items = client.get("/inspections", params={"limit": 500}).json()["items"]
+        new = [r for r in items if r["id"] not in before]
+        assert len(new) == 1 and new[0]["station"] == "line-1"
+        page.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
