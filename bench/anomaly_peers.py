@@ -1,6 +1,10 @@
 """Our good-only detectors beside anomalib's PatchCore and PaDiM, on the same data.
 
     nice -n 10 .venv/bin/python bench/anomaly_peers.py --data /work/shared/data/kolektorsdd
+    ... --ours patchcore,padim+grid_stride=4,flow+epochs=40+augment=true --peers padim
+
+A detector is ``kind`` or ``kind+key=value+...`` (config overrides, values parsed as JSON when
+they parse, so ``layers=[1,2]`` and ``augment=true`` work).
 
 One preparation step (our venv) loads the dataset, resizes every image once to the input size
 (aspect kept, e.g. KolektorSDD 1260x500 -> 320x128) and writes a cache with the good training
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -35,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 OURS = ("patchcore", "padim", "flow", "vae", "inpaint")
 PEERS = ("patchcore", "padim")
-DEFAULT_ANOMALIB = Path("/work/team/anomalib-venv/bin/python")
+DEFAULT_ANOMALIB = ROOT / ".venv-peers" / "bin" / "python"  # its own venv with anomalib
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -116,7 +121,20 @@ def _score_batches(fn, images: np.ndarray, batch: int = 8) -> tuple[np.ndarray, 
     return np.concatenate(scores), np.concatenate(maps), ms
 
 
-def child_ours(kind: str, cache: Path, out: Path, seed: int) -> None:
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """``"padim+grid_stride=4"`` -> ``("padim", {"grid_stride": 4})``."""
+    kind, *pairs = spec.split("+")
+    overrides = {}
+    for pair in pairs:
+        key, _, text = pair.partition("=")
+        try:
+            overrides[key] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key] = text
+    return kind, overrides
+
+
+def child_ours(spec: str, cache: Path, out: Path, seed: int) -> None:
     sys.path.insert(0, str(ROOT))
     import torch
 
@@ -126,7 +144,9 @@ def child_ours(kind: str, cache: Path, out: Path, seed: int) -> None:
     torch.manual_seed(seed)
     data = np.load(cache)
     size = tuple(int(v) for v in data["train"].shape[1:3])
-    detector = create_detector(kind, weights="packaged", input_size=size, seed=seed)
+    kind, overrides = parse_variant(spec)
+    detector = create_detector(kind, weights="packaged", input_size=size, seed=seed,
+                               **overrides)
     train = [Sample(image=im, split="train") for im in data["train"]]
     val = [Sample(image=im, labels=("defect",) if y else (), split="val")
            for im, y in zip(data["val"], data["val_labels"], strict=True)]
@@ -140,6 +160,7 @@ def child_ours(kind: str, cache: Path, out: Path, seed: int) -> None:
         return s, np.stack(m)
 
     result = {"fit_seconds": report.get("fit_seconds"), "fit_and_calibrate_seconds": fit_total,
+              "config": detector.config.model_dump(mode="json"),
               "model_mb": _state_mb(detector.model),
               "threshold": detector.post.threshold, "report": report}
     _score_and_finish(out, run, data, result)
@@ -291,8 +312,8 @@ def main() -> int:
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--anomalib-python", type=Path, default=DEFAULT_ANOMALIB)
     parser.add_argument("--no-robust", action="store_true")
-    parser.add_argument("--max-candidates", type=int, default=100_000)
-    parser.add_argument("--bank", type=int, default=16_384)
+    parser.add_argument("--max-candidates", type=int, default=60_000)
+    parser.add_argument("--bank", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=1200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/kensa-anomaly-peers"))
@@ -302,8 +323,8 @@ def main() -> int:
     child.add_argument("cache", type=Path)
     child.add_argument("out", type=Path)
     child.add_argument("--seed", type=int, default=0)
-    child.add_argument("--max-candidates", type=int, default=100_000)
-    child.add_argument("--bank", type=int, default=16_384)
+    child.add_argument("--max-candidates", type=int, default=60_000)
+    child.add_argument("--bank", type=int, default=10_000)
     args = parser.parse_args()
     if args.command == "child":
         if args.system == "ours":
@@ -330,11 +351,11 @@ def main() -> int:
             anomalib_ok = probe.returncode == 0
             why = probe.stdout.strip() if anomalib_ok else probe.stderr.strip()[-300:]
         print(f"anomalib: {'version ' + why if anomalib_ok else 'NOT AVAILABLE: ' + why}")
-    runs = [("ours", k) for k in args.ours.split(",") if k]
+    runs = [("ours", k) for k in re.split(r",(?![^\[]*\])", args.ours) if k]
     runs += [("anomalib", k) for k in args.peers.split(",") if k and anomalib_ok]
     rows = []
     for system, kind in runs:
-        out = args.work / f"{system}-{kind}"
+        out = args.work / f"{system}-{kind}".replace("=", "-").replace("+", "_")
         python = sys.executable if system == "ours" else str(args.anomalib_python)
         child_args = ["child", system, kind, str(cache), str(out), "--seed", str(args.seed),
                       "--max-candidates", str(args.max_candidates), "--bank", str(args.bank)]
@@ -370,7 +391,7 @@ def _fmt(value, digits=3) -> str:
 
 def _format_row(row: dict) -> str:
     e, r = row.get("eval", {}), row.get("robust", {})
-    return (f"{row['system']:<9}{row['detector']:<10}"
+    return (f"{row['system']:<9}{row['detector']:<24}"
             f"{_fmt(e.get('image_auroc')):>7}{_fmt(e.get('pixel_auroc')):>7}"
             f"{_fmt(r.get('image_auroc')):>7}{_fmt(r.get('pixel_auroc')):>7}"
             f"{_fmt(row.get('fit_seconds'), 1):>8}{_fmt(row.get('peak_rss_mb'), 0):>8}"
@@ -378,7 +399,7 @@ def _format_row(row: dict) -> str:
 
 
 def _table(rows: list[dict]) -> str:
-    head = (f"{'system':<9}{'detector':<10}{'img':>7}{'pix':>7}{'r-img':>7}{'r-pix':>7}"
+    head = (f"{'system':<9}{'detector':<24}{'img':>7}{'pix':>7}{'r-img':>7}{'r-pix':>7}"
             f"{'fit s':>8}{'RSS MB':>8}{'modelMB':>8}{'ms/img':>8}")
     return "\n".join([head, *(_format_row(r) for r in rows)])
 
