@@ -150,18 +150,21 @@ def child_ours(spec: str, cache: Path, out: Path, seed: int) -> None:
     train = [Sample(image=im, split="train") for im in data["train"]]
     val = [Sample(image=im, labels=("defect",) if y else (), split="val")
            for im, y in zip(data["val"], data["val_labels"], strict=True)]
+    before = _status_mb("VmRSS")
     started = time.perf_counter()
     report = detector.fit(train, val=val)
     fit_total = time.perf_counter() - started
+    memory = {"rss_before_fit_mb": before, "peak_rss_fit_mb": _status_mb("VmHWM")}
     report.pop("curves", None)
 
     def run(chunk):  # one pass: scores and maps together
         s, m = detector.raw_scores(list(chunk))
         return s, np.stack(m)
 
-    result = {"fit_seconds": report.get("fit_seconds"), "fit_and_calibrate_seconds": fit_total,
+    result = {"detector": spec,
+              "fit_seconds": report.get("fit_seconds"), "fit_and_calibrate_seconds": fit_total,
               "config": detector.config.model_dump(mode="json"),
-              "model_mb": _state_mb(detector.model),
+              "model_mb": _state_mb(detector.model), **memory,
               "threshold": detector.post.threshold, "report": report}
     _score_and_finish(out, run, data, result)
 
@@ -202,6 +205,7 @@ def child_anomalib(kind: str, cache: Path, out: Path, seed: int, max_candidates:
     missing, _ = extractor.load_state_dict(state, strict=False)
     if missing:
         raise RuntimeError(f"backbone weights not loaded: {missing[:5]}")
+    before = _status_mb("VmRSS")
     started = time.perf_counter()
     model.train()
     x_train = _normalise(data["train"])
@@ -223,6 +227,7 @@ def child_anomalib(kind: str, cache: Path, out: Path, seed: int, max_candidates:
     else:
         model.fit()
     fit_seconds = time.perf_counter() - started
+    memory = {"rss_before_fit_mb": before, "peak_rss_fit_mb": _status_mb("VmHWM")}
     model.eval()
 
     def run(chunk):
@@ -230,8 +235,9 @@ def child_anomalib(kind: str, cache: Path, out: Path, seed: int, max_candidates:
             batch = model(_normalise(chunk))
         return batch.pred_score.flatten().numpy(), batch.anomaly_map[:, 0].numpy()
 
-    result = {"fit_seconds": fit_seconds, "fit_and_calibrate_seconds": fit_seconds,
-              "model_mb": _state_mb(model),
+    result = {"detector": kind,
+              "fit_seconds": fit_seconds, "fit_and_calibrate_seconds": fit_seconds,
+              "model_mb": _state_mb(model), **memory,
               "note": note}
     _score_and_finish(out, run, data, result)
 
@@ -252,12 +258,17 @@ def _score_and_finish(out: Path, run, data: dict, result: dict) -> None:
     _finish(out, result, arrays)
 
 
+def _status_mb(key: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak so far) of this process, in MB."""
+    status = Path("/proc/self/status").read_text().splitlines()
+    value = next((line.split()[1] for line in status if line.startswith(f"{key}:")), "nan")
+    return float(value) / 1024
+
+
 def _finish(out: Path, result: dict, arrays: dict) -> None:
     """Write a child's arrays and figures, with its own peak resident memory (VmHWM: unlike
     ``ru_maxrss``, it is not inherited from the parent across fork + exec)."""
-    status = Path("/proc/self/status").read_text().splitlines()
-    hwm = next((line.split()[1] for line in status if line.startswith("VmHWM:")), "nan")
-    result["peak_rss_mb"] = float(hwm) / 1024
+    result["peak_rss_mb"] = _status_mb("VmHWM")
     np.savez(out.with_suffix(".npz"), **arrays)
     out.with_suffix(".json").write_text(json.dumps(result, default=float))
 
@@ -297,9 +308,48 @@ def metrics(cache: Path, result: Path) -> dict:
         use = (labels == 0) | masks.reshape(len(masks), -1).any(axis=1)
         out[part] = {
             "image_auroc": float(roc_auc_score(labels, scores)),
+            "image_auroc_ci95": bootstrap_auroc_ci(labels, scores),
             "pixel_auroc": float(roc_auc_score(masks[use].ravel(), maps[use].ravel())),
         }
     return out
+
+
+def bootstrap_auroc_ci(labels: np.ndarray, scores: np.ndarray, rounds: int = 2000,
+                       seed: int = 0) -> list[float]:
+    """95 % interval of the image AUROC over resamples of the good and the defective images
+    (each class resampled separately, so every resample has both)."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    good, bad = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    values = []
+    for _ in range(rounds):
+        pick = np.concatenate([rng.choice(good, len(good)), rng.choice(bad, len(bad))])
+        values.append(roc_auc_score(labels[pick], scores[pick]))
+    return [float(v) for v in np.percentile(values, [2.5, 97.5])]
+
+
+def report(works: list[Path], out: Path | None) -> int:
+    """Recompute every finished child's figures from one or more ``--work`` folders (runs made
+    in parallel on the same cache) and write them as one table and one JSON file."""
+    caches = [np.load(w / "cache.npz") for w in works]
+    for other in caches[1:]:
+        for key in caches[0].files:
+            if not np.array_equal(caches[0][key], other[key]):
+                raise SystemExit(f"the --work folders hold different data ({key})")
+    rows = []
+    for work in works:
+        for result in sorted(work.glob("*.json")):
+            system, _, detector = result.stem.partition("-")
+            row = {"system": system, "detector": detector, "work": str(work),
+                   **json.loads(result.read_text())}
+            row.update(metrics(work / "cache.npz", result))
+            rows.append(row)
+    print(_table(rows))
+    out = out or RESULTS / f"anomaly_peers-report-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps({"runs": rows}, indent=2, default=float))
+    print(f"wrote {out}")
+    return 0
 
 
 def main() -> int:
@@ -317,6 +367,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/kensa-anomaly-peers"))
+    rep = sub.add_parser("report", help="one table from finished runs' --work folders")
+    rep.add_argument("works", type=Path, nargs="+")
+    rep.add_argument("--out", type=Path)
     child = sub.add_parser("child")
     child.add_argument("system", choices=("ours", "anomalib"))
     child.add_argument("kind")
@@ -326,6 +379,8 @@ def main() -> int:
     child.add_argument("--max-candidates", type=int, default=60_000)
     child.add_argument("--bank", type=int, default=10_000)
     args = parser.parse_args()
+    if args.command == "report":
+        return report(args.works, args.out)
     if args.command == "child":
         if args.system == "ours":
             child_ours(args.kind, args.cache, args.out, args.seed)
@@ -391,16 +446,27 @@ def _fmt(value, digits=3) -> str:
 
 def _format_row(row: dict) -> str:
     e, r = row.get("eval", {}), row.get("robust", {})
+    ci = e.get("image_auroc_ci95")
+    ci_text = f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "-"
     return (f"{row['system']:<9}{row['detector']:<24}"
-            f"{_fmt(e.get('image_auroc')):>7}{_fmt(e.get('pixel_auroc')):>7}"
+            f"{_fmt(e.get('image_auroc')):>7}{ci_text:>11}{_fmt(e.get('pixel_auroc')):>7}"
             f"{_fmt(r.get('image_auroc')):>7}{_fmt(r.get('pixel_auroc')):>7}"
-            f"{_fmt(row.get('fit_seconds'), 1):>8}{_fmt(row.get('peak_rss_mb'), 0):>8}"
+            f"{_fmt(row.get('fit_seconds'), 1):>8}{_fmt(_fit_mb(row), 0):>8}"
+            f"{_fmt(row.get('peak_rss_mb'), 0):>8}"
             f"{_fmt(row.get('model_mb'), 1):>8}{_fmt(row.get('eval_latency_ms'), 1):>8}")
 
 
+def _fit_mb(row: dict) -> float | None:
+    """Resident memory the fit added: peak during fit minus resident before it."""
+    if "peak_rss_fit_mb" not in row:
+        return None
+    return row["peak_rss_fit_mb"] - row["rss_before_fit_mb"]
+
+
 def _table(rows: list[dict]) -> str:
-    head = (f"{'system':<9}{'detector':<24}{'img':>7}{'pix':>7}{'r-img':>7}{'r-pix':>7}"
-            f"{'fit s':>8}{'RSS MB':>8}{'modelMB':>8}{'ms/img':>8}")
+    head = (f"{'system':<9}{'detector':<24}{'img':>7}{'img 95% CI':>11}{'pix':>7}"
+            f"{'r-img':>7}{'r-pix':>7}"
+            f"{'fit s':>8}{'fit +MB':>8}{'peak MB':>8}{'modelMB':>8}{'ms/img':>8}")
     return "\n".join([head, *(_format_row(r) for r in rows)])
 
 
