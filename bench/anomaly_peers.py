@@ -308,25 +308,73 @@ def metrics(cache: Path, result: Path) -> dict:
         use = (labels == 0) | masks.reshape(len(masks), -1).any(axis=1)
         out[part] = {
             "image_auroc": float(roc_auc_score(labels, scores)),
-            "image_auroc_ci95": bootstrap_auroc_ci(labels, scores),
+            "image_auroc_ci95": bootstrap_auroc_ci(labels, scores, _copies(data, part)),
             "pixel_auroc": float(roc_auc_score(masks[use].ravel(), maps[use].ravel())),
         }
     return out
 
 
-def bootstrap_auroc_ci(labels: np.ndarray, scores: np.ndarray, rounds: int = 2000,
-                       seed: int = 0) -> list[float]:
-    """95 % interval of the image AUROC over resamples of the good and the defective images
-    (each class resampled separately, so every resample has both)."""
+def resamples(labels: np.ndarray, copies: int = 1, rounds: int = 2000,
+              seed: int = 0) -> list[np.ndarray]:
+    """Bootstrap index sets: good and defective images resampled separately (every resample has
+    both); with ``copies`` > 1 (the robust set: consecutive pose copies of one image) whole
+    images are resampled with all their copies, since copies are not independent."""
+    rng = np.random.default_rng(seed)
+    per_image = labels[::copies]
+    good, bad = np.flatnonzero(per_image == 0), np.flatnonzero(per_image == 1)
+    offsets = np.arange(copies)
+    out = []
+    for _ in range(rounds):
+        images = np.concatenate([rng.choice(good, len(good)), rng.choice(bad, len(bad))])
+        out.append((images[:, None] * copies + offsets).ravel())
+    return out
+
+
+def bootstrap_auroc_ci(labels: np.ndarray, scores: np.ndarray, copies: int = 1) -> list[float]:
+    """95 % interval of the image AUROC over ``resamples``."""
+    values = [_auroc(labels[i], scores[i]) for i in resamples(labels, copies)]
+    return [float(v) for v in np.percentile(values, [2.5, 97.5])]
+
+
+def _copies(data, part: str) -> int:
+    """Pose copies per image in ``part`` (1 for the plain evaluation set)."""
+    return len(data[f"{part}_labels"]) // len(data["eval_labels"]) if part == "robust" else 1
+
+
+def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties count half): equal to scikit-learn's
+    ``roc_auc_score``, and fast enough for thousands of bootstrap rounds."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    positive = labels == 1
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))
+
+
+def paired_differences(data, scores: dict[str, dict[str, np.ndarray]], rounds: int = 2000,
+                       seed: int = 0) -> list[dict]:
+    """Image AUROC of each of ours minus each anomalib run, with a 95 % interval from
+    resampling the same images for both (paired, so shared hard images cancel)."""
     from sklearn.metrics import roc_auc_score
 
-    rng = np.random.default_rng(seed)
-    good, bad = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-    values = []
-    for _ in range(rounds):
-        pick = np.concatenate([rng.choice(good, len(good)), rng.choice(bad, len(bad))])
-        values.append(roc_auc_score(labels[pick], scores[pick]))
-    return [float(v) for v in np.percentile(values, [2.5, 97.5])]
+    out = []
+    ours = [k for k in scores if k.startswith("ours ")]
+    peers = [k for k in scores if k.startswith("anomalib ")]
+    for part in ("eval", "robust"):
+        labels = data[f"{part}_labels"]
+        picks = resamples(labels, _copies(data, part), rounds, seed)
+        for a in ours:
+            for b in peers:
+                if part not in scores[a] or part not in scores[b]:
+                    continue
+                sa, sb = scores[a][part], scores[b][part]
+                diffs = [_auroc(labels[i], sa[i]) - _auroc(labels[i], sb[i]) for i in picks]
+                out.append({"ours": a, "peer": b, "part": part,
+                            "difference": float(roc_auc_score(labels, sa)
+                                                - roc_auc_score(labels, sb)),
+                            "ci95": [float(v) for v in np.percentile(diffs, [2.5, 97.5])]})
+    return out
 
 
 def report(works: list[Path], out: Path | None) -> int:
@@ -337,7 +385,7 @@ def report(works: list[Path], out: Path | None) -> int:
         for key in caches[0].files:
             if not np.array_equal(caches[0][key], other[key]):
                 raise SystemExit(f"the --work folders hold different data ({key})")
-    rows = []
+    rows, scores = [], {}
     for work in works:
         for result in sorted(work.glob("*.json")):
             system, _, detector = result.stem.partition("-")
@@ -345,9 +393,18 @@ def report(works: list[Path], out: Path | None) -> int:
                    **json.loads(result.read_text())}
             row.update(metrics(work / "cache.npz", result))
             rows.append(row)
+            saved = np.load(result.with_suffix(".npz"))
+            scores[f"{row['system']} {row['detector']}"] = {
+                part: saved[f"{part}_scores"] for part in ("eval", "robust")
+                if f"{part}_scores" in saved}
     print(_table(rows))
+    differences = paired_differences(caches[0], scores)
+    for line in differences:
+        print(f"{line['ours']} - {line['peer']} ({line['part']}): {line['difference']:+.3f} "
+              f"[{line['ci95'][0]:+.3f}, {line['ci95'][1]:+.3f}]")
     out = out or RESULTS / f"anomaly_peers-report-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps({"runs": rows}, indent=2, default=float))
+    out.write_text(json.dumps({"runs": rows, "paired_differences": differences}, indent=2,
+                              default=float))
     print(f"wrote {out}")
     return 0
 
