@@ -1,4 +1,4 @@
-"""``kensa serve | inspect | detectors | threshold``: run the service and talk to it."""
+"""``kensa inspect | detectors | threshold``: talk to a running service."""
 
 from __future__ import annotations
 
@@ -15,17 +15,6 @@ API = "/api/v1"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    serve = subparsers.add_parser("serve", help="run the inspection service (API + web client)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--data-dir", type=Path, help="database, models and blobs "
-                       "(default $KENSA_DATA_DIR or ./kensa-data)")
-    serve.add_argument("--model", type=Path, action="append", default=[], metavar="DIR",
-                       help="serve this detector artifact too (repeatable)")
-    serve.add_argument("--database-url", help="e.g. postgresql+psycopg://user@host/kensa")
-    serve.add_argument("--no-client", action="store_true", help="API only, no web client")
-    serve.set_defaults(handler=serve_command)
-
     inspect = subparsers.add_parser("inspect", help="send photos to a running service")
     inspect.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     _server_arg(inspect)
@@ -54,27 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _server_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=DEFAULT_SERVER,
                         help=f"service URL (default {DEFAULT_SERVER})")
-
-
-# -- serve ----------------------------------------------------------------------------------------
-def serve_command(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from backend.config import Settings
-    from backend.main import create_app
-
-    overrides: dict[str, Any] = {"extra_models": [p.resolve() for p in args.model]}
-    if args.data_dir:
-        overrides["data_dir"] = args.data_dir
-    if args.database_url:
-        overrides["database_url"] = args.database_url
-    if args.no_client:
-        overrides["serve_client"] = False
-    settings = Settings(**overrides)
-    print(f"kensa: data in {settings.data_dir.resolve()}, models in {settings.model_dir}, "
-          f"serving on http://{args.host}:{args.port}", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
-    return 0
 
 
 # -- client commands ------------------------------------------------------------------------------
@@ -144,8 +112,8 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 
 def _artifact_rows(model_dir: Path) -> list[dict[str, Any]]:
-    from backend.services.inference import artifact_dirs
-    from models.registry import load_detector
+    from kensa.backend.services.inference import artifact_dirs
+    from kensa.models.registry import load_detector
 
     out = []
     for directory in artifact_dirs(model_dir):

@@ -18,12 +18,12 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from backend import db
-from backend.api.main import api_router
-from backend.api.routes import health
-from backend.config import Settings
-from backend.services.inference import DetectorPool
-from backend.services.storage import BlobStore
+from kensa.backend import db
+from kensa.backend.api.main import api_router
+from kensa.backend.api.routes import health
+from kensa.backend.config import Settings
+from kensa.backend.services.inference import DetectorPool
+from kensa.backend.services.storage import BlobStore
 
 log = logging.getLogger(__name__)
 API_V1 = "/api/v1"
@@ -129,8 +129,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     max_body = settings.max_upload_bytes + MULTIPART_OVERHEAD
     app.include_router(api_router, prefix=API_V1, max_body_size=max_body)
     app.add_middleware(DeclaredSizeGuard, max_body_size=max_body)
-    if settings.serve_client:
-        from client.web import mount_client
-
-        mount_client(app, settings)
     return app

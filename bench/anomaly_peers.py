@@ -51,10 +51,10 @@ def prepare(data: Path, layout: str, size: tuple[int, int] | None, cache: Path,
     sys.path.insert(0, str(ROOT))
     import cv2
 
-    from models.data.layouts import load_dataset
-    from models.training.anomaly import auto_input_size
-    from models.training.eval_anomaly import evaluation_samples
-    from models.training.robust import describe_protocol, pose_copies
+    from kensa.models.data.layouts import load_dataset
+    from kensa.models.training.anomaly import auto_input_size
+    from kensa.models.training.eval_anomaly import evaluation_samples
+    from kensa.models.training.robust import describe_protocol, pose_copies
 
     dataset = load_dataset(data, layout=layout)
     train_good = [s for s in dataset.split("train") if s.is_good]
@@ -138,8 +138,8 @@ def child_ours(spec: str, cache: Path, out: Path, seed: int) -> None:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from models.data.samples import Sample
-    from models.registry import create_detector
+    from kensa.models.data.samples import Sample
+    from kensa.models.registry import create_detector
 
     torch.manual_seed(seed)
     data = np.load(cache)

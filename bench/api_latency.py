@@ -51,9 +51,9 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 def fit_quick_patchcore(directory: Path, size: tuple[int, int], n_good: int) -> Path:
-    from models import artifacts
-    from models.data.synthetic import SteelStripGenerator
-    from models.registry import create_detector, get_spec
+    from kensa.models import artifacts
+    from kensa.models.data.synthetic import SteelStripGenerator
+    from kensa.models.registry import create_detector, get_spec
 
     detector = create_detector("patchcore", **get_spec("patchcore").quick)
     detector.fit(SteelStripGenerator(size=size, seed=0).samples(n_good, 0))
@@ -63,7 +63,7 @@ def fit_quick_patchcore(directory: Path, size: tuple[int, int], n_good: int) -> 
 def start_server(settings) -> tuple[str, object, threading.Thread]:
     import uvicorn
 
-    from backend.main import create_app
+    from kensa.backend.main import create_app
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -94,9 +94,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/api_latency.json"))
     args = parser.parse_args()
 
-    from backend.config import Settings
-    from models.data.synthetic import SteelStripGenerator
-    from models.registry import load_detector
+    from kensa.backend.config import Settings
+    from kensa.models.data.synthetic import SteelStripGenerator
+    from kensa.models.registry import load_detector
 
     size = (int(args.size[0]), int(args.size[1]))
     work = Path(tempfile.mkdtemp(prefix="kensa-bench-"))
@@ -157,7 +157,7 @@ def main() -> None:
                          "kind": "patchcore", "fit_good_strips": None if args.model
                          else args.fit_good},
             "images": {"n": args.n, "size_hw": list(size), "format": "PNG",
-                       "source": "models.data.synthetic seed 1234, half good half defective",
+                       "source": "kensa.models.data.synthetic seed 1234, half good half defective",
                        "mean_bytes": int(np.mean([len(p) for p in pngs]))},
             "database": settings.database_url.split("://")[0],
             "environment": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
 
-from backend.services.inference import DEMO_CONFIG, DEMO_STRIP_SIZE, fit_demo_detector
-from models import load_detector
-from models.data.synthetic import SteelStripGenerator
+from kensa.backend.services.inference import DEMO_CONFIG, DEMO_STRIP_SIZE, fit_demo_detector
+from kensa.models import load_detector
+from kensa.models.data.synthetic import SteelStripGenerator
 
 RESULTS = Path(__file__).parent / "results"
 

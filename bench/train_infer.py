@@ -26,10 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.data.synthetic import DEFECT_CLASSES, SteelStripGenerator
-from models.device import default_device
-from models.registry import create_detector, get_spec
-from models.types import Task
+from kensa.models.data.synthetic import DEFECT_CLASSES, SteelStripGenerator
+from kensa.models.device import default_device
+from kensa.models.registry import create_detector, get_spec
+from kensa.models.types import Task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RANDOM_INIT = {"classifier", "segmenter", "classifier_inception_v3"}  # no offline weights
@@ -51,7 +51,7 @@ def bench_kind(kind: str, size: tuple[int, int], batch: int, steps: int, runs: i
                                labels=list(DEFECT_CLASSES))
     generator = SteelStripGenerator(size=size, seed=0)
     strips = [generator.defective(i) for i in range(batch)]
-    from models.imaging import to_tensor
+    from kensa.models.imaging import to_tensor
 
     x = to_tensor([s.image for s in strips], size).to(detector.device)
     if detector.task == Task.CLASSIFY:

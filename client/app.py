@@ -17,16 +17,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import flet as ft
 
-from client.api import ApiClient
-from client.offline_queue import PhotoQueue
-from client.state import AppState, ClientSettings
-from client.views.capture import CaptureView
-from client.views.charts import ChartsView
-from client.views.demo import DemoView
-from client.views.detail import DetailView
-from client.views.history import HistoryView
-from client.views.result import ResultView
-from client.views.settings import SettingsView
+from kensa.client.api import ApiClient
+from kensa.client.offline_queue import PhotoQueue
+from kensa.client.state import AppState, ClientSettings
+from kensa.client.views.capture import CaptureView
+from kensa.client.views.charts import ChartsView
+from kensa.client.views.demo import DemoView
+from kensa.client.views.detail import DetailView
+from kensa.client.views.history import HistoryView
+from kensa.client.views.result import ResultView
+from kensa.client.views.settings import SettingsView
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_client(args: argparse.Namespace) -> int:
     import flet as ft
 
-    from client.app import make_main
+    from kensa.client.app import make_main
 
     main = make_main(args.server or "http://127.0.0.1:8000", queue_dir=args.queue_dir,
                      web=False, server_override=args.server)

@@ -17,7 +17,7 @@ def demo_samples() -> tuple[tuple[str, str, bytes, bytes], ...]:
     try:
         from PIL import Image
 
-        from models.data.synthetic import DEFECT_CLASSES, SteelStripGenerator
+        from kensa.models.data.synthetic import DEFECT_CLASSES, SteelStripGenerator
     except ImportError:
         return ()
     generator = SteelStripGenerator(seed=SAMPLE_SEED)

@@ -12,8 +12,8 @@ from typing import Any
 
 import flet as ft
 
-from client.api import ApiClient, ApiError, Query
-from client.offline_queue import PhotoQueue, QueuedPhoto
+from kensa.client.api import ApiClient, ApiError, Query
+from kensa.client.offline_queue import PhotoQueue, QueuedPhoto
 
 ROLES = ("operator", "manager")
 THEMES = ("light", "dark", "system")

@@ -19,7 +19,7 @@ import flet_web.fastapi as flet_fastapi
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from client.app import make_main
+from kensa.client.app import make_main
 
 API_URL_ENV = "KENSA_CLIENT_API_URL"
 

@@ -1,6 +1,6 @@
 """kensa's ML core: detectors, their registry, artifacts, data and training. Imports no web code."""
 
-from models.registry import (
+from kensa.models.registry import (
     DetectorSpec,
     create_detector,
     get_spec,
@@ -8,7 +8,7 @@ from models.registry import (
     load_detector,
     register_detector,
 )
-from models.types import Detection, Finding, Task, Verdict
+from kensa.models.types import Detection, Finding, Task, Verdict
 
 __all__ = [
     "Detection",

@@ -19,10 +19,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models.detectors.base import ArtifactMetadata
+from kensa.models.detectors.base import ArtifactMetadata
 
 if TYPE_CHECKING:
-    from models.detectors.base import Detector
+    from kensa.models.detectors.base import Detector
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _match_buffer_shapes(model: nn.Module, path: Path) -> None:
 
 def load(directory: Path, device: str | None = None) -> Detector:
     """Rebuild a detector from ``directory`` exactly as it was saved."""
-    from models.registry import get_spec
+    from kensa.models.registry import get_spec
 
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():

@@ -97,19 +97,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train_supervised(args: argparse.Namespace) -> int:
-    from models.training.supervised import train_from_args
+    from kensa.models.training.supervised import train_from_args
 
     return train_from_args(args)
 
 
 def _train_anomaly(args: argparse.Namespace) -> int:
-    from models.training.anomaly import train_from_args
+    from kensa.models.training.anomaly import train_from_args
 
     return train_from_args(args)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from models.training.evaluate import evaluate_artifact, print_report
+    from kensa.models.training.evaluate import evaluate_artifact, print_report
 
     report = evaluate_artifact(args.artifact, args.data, layout=args.layout, split=args.split,
                                robust=args.robust, plots=args.plots)
@@ -121,13 +121,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from models.predict import predict_from_args
+    from kensa.models.predict import predict_from_args
 
     return predict_from_args(args)
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from models.data.synthetic import write_dataset
+    from kensa.models.data.synthetic import write_dataset
 
     root = write_dataset(args.out, n_good=args.good, n_defective=args.defective,
                          size=args.size, seed=args.seed)

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from models.imaging import is_image_file, read_rgb
-from models.registry import load_detector
-from models.types import Detection
+from kensa.models.imaging import is_image_file, read_rgb
+from kensa.models.registry import load_detector
+from kensa.models.types import Detection
 
 
 def expand_images(paths: Iterable[Path]) -> list[Path]:
@@ -52,7 +52,7 @@ def predict_from_args(args: argparse.Namespace) -> int:
         detection = detector.predict(image)
         entry = {"image": str(path), **detection_summary(detection)}
         if args.overlay_dir:
-            from models.visualize import render_overlay
+            from kensa.models.visualize import render_overlay
 
             target = args.overlay_dir / f"{path.stem}.png"
             render_overlay(image, [detection]).save(target)

@@ -13,20 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.types import LearnsFrom, Task
+from kensa.models.types import LearnsFrom, Task
 
 if TYPE_CHECKING:
-    from models.detectors.base import Detector
+    from kensa.models.detectors.base import Detector
 
 _REGISTRY: dict[str, DetectorSpec] = {}
 _BUILTIN_MODULES = (
-    "models.detectors.patchcore",
-    "models.detectors.padim",
-    "models.detectors.flow",
-    "models.detectors.vae",
-    "models.detectors.inpaint",
-    "models.detectors.classifier",
-    "models.detectors.segmenter",
+    "kensa.models.detectors.patchcore",
+    "kensa.models.detectors.padim",
+    "kensa.models.detectors.flow",
+    "kensa.models.detectors.vae",
+    "kensa.models.detectors.inpaint",
+    "kensa.models.detectors.classifier",
+    "kensa.models.detectors.segmenter",
 )
 _loaded_builtins = False
 
@@ -123,7 +123,7 @@ def create_detector(kind: str, *, weights: str = "auto", **config: Any) -> Detec
 
 def load_detector(path: str | Path, device: str | None = None) -> Detector:
     """A trained detector from an artifact directory written by ``models.artifacts.save``."""
-    from models.artifacts import load
+    from kensa.models.artifacts import load
 
     return load(Path(path), device=device)
 

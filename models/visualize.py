@@ -17,7 +17,7 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from models.types import Detection
+from kensa.models.types import Detection
 
 LAYERS = ("masks", "heatmap", "gradcam", "boxes")
 """Every layer ``render_overlay`` knows; the default draws them all."""

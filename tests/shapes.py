@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.data.samples import Sample
+from kensa.models.data.samples import Sample
 
 LABELS = ["spot", "line"]
 IMAGE = (96, 384)  # originals larger than the input: masks are resized back

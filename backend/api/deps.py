@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine
 
-from backend.config import Settings
-from backend.services.inference import DetectorPool
-from backend.services.storage import BlobStore
+from kensa.backend.config import Settings
+from kensa.backend.services.inference import DetectorPool
+from kensa.backend.services.storage import BlobStore
 
 
 def get_settings(request: Request) -> Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend.api.routes import detectors, inspections, stats
+from kensa.backend.api.routes import detectors, inspections, stats
 
 api_router = APIRouter()
 api_router.include_router(inspections.upload_router)

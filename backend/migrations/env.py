@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import backend.records  # noqa: F401  (registers the tables on SQLModel.metadata)
+import kensa.backend.records  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 target_metadata = SQLModel.metadata
 
@@ -13,8 +13,8 @@ target_metadata = SQLModel.metadata
 def run_migrations_online() -> None:
     engine = context.config.attributes.get("engine")
     if engine is None:
-        from backend.config import Settings
-        from backend.db import make_engine
+        from kensa.backend.config import Settings
+        from kensa.backend.db import make_engine
 
         engine = make_engine(Settings().database_url)
     with engine.connect() as connection:

@@ -17,10 +17,10 @@ from typing import Any
 import anyio
 import numpy as np
 
-from models.artifacts import CONFIG_FILE, write_config
-from models.detectors.base import Detector
-from models.registry import create_detector, load_detector
-from models.types import Detection
+from kensa.models.artifacts import CONFIG_FILE, write_config
+from kensa.models.detectors.base import Detector
+from kensa.models.registry import create_detector, load_detector
+from kensa.models.types import Detection
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ def artifact_dirs(model_dir: Path) -> list[Path]:
 def fit_demo_detector(model_dir: Path, n_good: int = 40,
                       size: tuple[int, int] = DEMO_STRIP_SIZE) -> Path:
     """Fit the demo PatchCore on synthetic good strips and save it under ``model_dir``."""
-    from models.artifacts import save
-    from models.data.synthetic import SteelStripGenerator
+    from kensa.models.artifacts import save
+    from kensa.models.data.synthetic import SteelStripGenerator
 
     log.warning("no detectors in %s: fitting a demo PatchCore on %d synthetic strips",
                 model_dir, n_good)
@@ -75,7 +75,7 @@ def fit_demo_detector(model_dir: Path, n_good: int = 40,
         f"Demo: fitted on {n_good} synthetic good steel strips ({size[0]}x{size[1]}) "
         "by the service because no trained detector was found. Not a model of your parts."
     )
-    detector.metadata.training_data.update(source="models.data.synthetic", seed=0,
+    detector.metadata.training_data.update(source="kensa.models.data.synthetic", seed=0,
                                            size=list(size))
     return save(detector, model_dir / DEMO_DIR_NAME)
 

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 from sqlalchemy import Engine, case, distinct, exists, func, literal_column, select
 from sqlmodel import Session
 
-from backend.records import (
+from kensa.backend.records import (
     DetectorRef,
     DetectorRun,
     EvidenceMap,
@@ -34,12 +34,12 @@ from backend.records import (
     StatsPublic,
     StatsTotals,
 )
-from backend.services.images import DecodedImage, decode_image
-from backend.services.inference import DEMO_NOTICE, DetectorPool, LoadedDetector
-from backend.services.storage import BlobStore
-from models.types import Detection, Task, Verdict
-from models.types import Finding as DetectedFinding
-from models.visualize import LAYERS, render_overlay
+from kensa.backend.services.images import DecodedImage, decode_image
+from kensa.backend.services.inference import DEMO_NOTICE, DetectorPool, LoadedDetector
+from kensa.backend.services.storage import BlobStore
+from kensa.models.types import Detection, Task, Verdict
+from kensa.models.types import Finding as DetectedFinding
+from kensa.models.visualize import LAYERS, render_overlay
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -82,7 +82,7 @@ class _Rendered:
 
 def render_evidence(decoded: DecodedImage, detections: Sequence[Detection]) -> _Rendered:
     """Default overlay plus the PNGs that let any layer be re-rendered later."""
-    from models.visualize import normalize_map
+    from kensa.models.visualize import normalize_map
 
     runs = []
     for det in detections:

@@ -7,8 +7,8 @@ from typing import Any
 
 import flet as ft
 
-from client.api import ApiError
-from client.state import AppState
+from kensa.client.api import ApiError
+from kensa.client.state import AppState
 
 
 @ft.component

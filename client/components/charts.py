@@ -10,7 +10,7 @@ from typing import Any
 
 import flet as ft
 
-from client.components.palette import OK_COLOR, label_color, pretty
+from kensa.client.components.palette import OK_COLOR, label_color, pretty
 
 DIM = 0.18
 

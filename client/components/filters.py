@@ -7,8 +7,8 @@ from typing import Any
 
 import flet as ft
 
-from client.components.palette import LABEL_COLORS, label_color, pretty
-from client.state import AppState, HistoryFilter, label_names
+from kensa.client.components.palette import LABEL_COLORS, label_color, pretty
+from kensa.client.state import AppState, HistoryFilter, label_names
 
 DAYS = (("Today", 0), ("7 days", 7), ("30 days", 30), ("All time", None))
 VERDICT_CHOICES = (("OK", "ok"), ("Defect", "defect"), ("Needs review", "review"))

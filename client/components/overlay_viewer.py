@@ -6,9 +6,9 @@ from typing import Any
 
 import flet as ft
 
-from client.components.api_image import ApiImage
-from client.components.palette import label_color, pretty
-from client.state import AppState, explain
+from kensa.client.components.api_image import ApiImage
+from kensa.client.components.palette import label_color, pretty
+from kensa.client.state import AppState, explain
 
 LAYER_WORDS = {"masks": "Defect masks", "heatmap": "Anomaly heatmap", "gradcam": "Grad-CAM"}
 

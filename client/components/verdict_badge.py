@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import flet as ft
 
-from client.components.palette import VERDICTS
+from kensa.client.components.palette import VERDICTS
 
 
 @ft.component

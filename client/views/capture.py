@@ -6,7 +6,7 @@ from pathlib import Path
 
 import flet as ft
 
-from client.state import AppState
+from kensa.client.state import AppState
 
 BIG = 20
 

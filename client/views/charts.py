@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import flet as ft
 
-from client.components.charts import Legend, RatioTrend, StackedBars, bucket_labels
-from client.components.filters import FilterBar
-from client.components.palette import pretty
-from client.state import AppState
+from kensa.client.components.charts import Legend, RatioTrend, StackedBars, bucket_labels
+from kensa.client.components.filters import FilterBar
+from kensa.client.components.palette import pretty
+from kensa.client.state import AppState
 
 BUCKETS = (("Per day", "day"), ("Per week", "week"), ("Per month", "month"))
 

@@ -6,13 +6,13 @@ import asyncio
 
 import flet as ft
 
-from client.components.api_image import ApiImage
-from client.components.charts import StackedBars
-from client.components.overlay_viewer import FindingsList, OverlayViewer
-from client.components.verdict_badge import VerdictBadge
-from client.samples import demo_samples
-from client.state import AppState, short_id
-from client.views.capture import pick_photo
+from kensa.client.components.api_image import ApiImage
+from kensa.client.components.charts import StackedBars
+from kensa.client.components.overlay_viewer import FindingsList, OverlayViewer
+from kensa.client.components.verdict_badge import VerdictBadge
+from kensa.client.samples import demo_samples
+from kensa.client.state import AppState, short_id
+from kensa.client.views.capture import pick_photo
 
 STEPS = ("Take a photo", "Watch the analysis", "See what was found", "See it in the history")
 HUGE = 30

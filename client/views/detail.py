@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import flet as ft
 
-from client.components.overlay_viewer import FindingsList, OverlayViewer
-from client.components.verdict_badge import VerdictBadge
-from client.state import AppState, short_id
-from client.views.result import RecordFacts
+from kensa.client.components.overlay_viewer import FindingsList, OverlayViewer
+from kensa.client.components.verdict_badge import VerdictBadge
+from kensa.client.state import AppState, short_id
+from kensa.client.views.result import RecordFacts
 
 
 @ft.component

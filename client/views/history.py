@@ -6,11 +6,11 @@ from typing import Any
 
 import flet as ft
 
-from client.components.api_image import ApiImage
-from client.components.filters import FilterBar
-from client.components.palette import VERDICTS, pretty
-from client.state import AppState, short_id
-from client.views.result import when
+from kensa.client.components.api_image import ApiImage
+from kensa.client.components.filters import FilterBar
+from kensa.client.components.palette import VERDICTS, pretty
+from kensa.client.state import AppState, short_id
+from kensa.client.views.result import when
 
 
 @ft.component

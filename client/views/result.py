@@ -7,9 +7,9 @@ from typing import Any
 
 import flet as ft
 
-from client.components.overlay_viewer import FindingsList, OverlayViewer
-from client.components.verdict_badge import VerdictBadge
-from client.state import AppState
+from kensa.client.components.overlay_viewer import FindingsList, OverlayViewer
+from kensa.client.components.verdict_badge import VerdictBadge
+from kensa.client.state import AppState
 
 
 def when(record: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import flet as ft
 
-from client.state import AppState, ClientSettings
+from kensa.client.state import AppState, ClientSettings
 
 
 @ft.component

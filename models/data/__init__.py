@@ -1,5 +1,5 @@
 """Datasets: on-disk layouts, augmentation pipelines, tiling and the synthetic steel generator."""
 
-from models.data.samples import Sample
+from kensa.models.data.samples import Sample
 
 __all__ = ["Sample"]

@@ -54,9 +54,9 @@ from PIL import Image, ImageDraw
 from scipy.ndimage import uniform_filter
 from tqdm import tqdm
 
-from models.data.rle import rle_decode
-from models.data.samples import Sample
-from models.imaging import IMAGE_SUFFIXES
+from kensa.models.data.rle import rle_decode
+from kensa.models.data.samples import Sample
+from kensa.models.imaging import IMAGE_SUFFIXES
 
 LAYOUTS = ("folders", "masks", "mmseg", "severstal", "mvtec", "neu", "yolo")
 GOOD_LABELS = frozenset({"ok", "good", "free", "normal", "defect_free", "defect-free"})

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.imaging import read_rgb
+from kensa.models.imaging import read_rgb
 
 MaskLoader = Callable[[int, int], dict[str, np.ndarray]]
 """Given the image (height, width), return a bool mask per defect label present."""

@@ -23,7 +23,7 @@ from PIL import Image
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
-from models.data.samples import Sample
+from kensa.models.data.samples import Sample
 
 DEFECT_CLASSES: tuple[str, ...] = ("pitted_surface", "crazing", "scratches", "patches")
 CONTRAST_THRESHOLD = 6

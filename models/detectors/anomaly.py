@@ -21,10 +21,10 @@ from pydantic import Field
 from scipy import ndimage
 from sklearn.metrics import precision_recall_curve
 
-from models.data.samples import Sample
-from models.detectors.base import Detector, DetectorConfig, Postprocess
-from models.imaging import resize_map, to_tensor
-from models.types import Detection, Finding, Task, Verdict
+from kensa.models.data.samples import Sample
+from kensa.models.detectors.base import Detector, DetectorConfig, Postprocess
+from kensa.models.imaging import resize_map, to_tensor
+from kensa.models.types import Detection, Finding, Task, Verdict
 
 log = logging.getLogger(__name__)
 ANOMALY_LABEL = "anomaly"

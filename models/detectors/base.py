@@ -13,10 +13,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from models.backbones import WeightsOrigin
-from models.data.samples import Sample
-from models.device import default_device
-from models.types import Detection, Task
+from kensa.models.backbones import WeightsOrigin
+from kensa.models.data.samples import Sample
+from kensa.models.device import default_device
+from kensa.models.types import Detection, Task
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Detector(ABC):
     Post: ClassVar[type[Postprocess]] = Postprocess
 
     def __init__(self, config: DetectorConfig, *, weights: str = "auto", kind: str) -> None:
-        from models.registry import get_spec
+        from kensa.models.registry import get_spec
 
         self.kind = kind
         self.spec = get_spec(kind)

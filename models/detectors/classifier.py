@@ -20,13 +20,13 @@ from scipy.special import expit
 from sklearn.metrics import average_precision_score, precision_recall_curve
 from torch import nn
 
-from models.backbones import WeightsOrigin, create_backbone
-from models.data.samples import Sample
-from models.detectors.base import Detector, DetectorConfig, Postprocess
-from models.detectors.gradcam import grad_cam
-from models.imaging import resize_map, to_tensor
-from models.registry import register_detector
-from models.types import Detection, Finding, Task, Verdict
+from kensa.models.backbones import WeightsOrigin, create_backbone
+from kensa.models.data.samples import Sample
+from kensa.models.detectors.base import Detector, DetectorConfig, Postprocess
+from kensa.models.detectors.gradcam import grad_cam
+from kensa.models.imaging import resize_map, to_tensor
+from kensa.models.registry import register_detector
+from kensa.models.types import Detection, Finding, Task, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class DefectClassifier(Detector):
         """Train on ``train``, stop early and tune per-class thresholds on ``val`` (held out
         from ``train`` when not given). Options: ``out_dir`` (checkpoint + curves),
         ``resume``, ``progress``."""
-        from models.training.loops import prepare_training_data, train_loop
+        from kensa.models.training.loops import prepare_training_data, train_loop
 
         cfg = self.config
         train, val, train_ds, val_ds, loader = prepare_training_data(

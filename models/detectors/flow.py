@@ -26,10 +26,10 @@ from pydantic import Field
 from torch import nn
 from tqdm.auto import tqdm
 
-from models.backbones import WeightsOrigin, create_backbone
-from models.detectors.anomaly import AnomalyConfig, AnomalyDetector
-from models.imaging import to_tensor
-from models.registry import register_detector
+from kensa.models.backbones import WeightsOrigin, create_backbone
+from kensa.models.detectors.anomaly import AnomalyConfig, AnomalyDetector
+from kensa.models.imaging import to_tensor
+from kensa.models.registry import register_detector
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class Flow(AnomalyDetector):
     def fit_good(self, images: Sequence[np.ndarray], epochs: int | None = None,
                  batch_size: int | None = None, augment: bool | None = None,
                  **_: Any) -> dict[str, Any]:
-        from models.training.robust import random_pose
+        from kensa.models.training.robust import random_pose
 
         cfg = self.config
         epochs = epochs or cfg.epochs

@@ -31,11 +31,11 @@ from pydantic import Field
 from torch import nn
 from tqdm.auto import tqdm
 
-from models.backbones import WeightsOrigin
-from models.detectors.anomaly import AnomalyConfig, AnomalyDetector
-from models.detectors.vae import random_crops
-from models.imaging import IMAGENET_MEAN, IMAGENET_STD, to_tensor
-from models.registry import register_detector
+from kensa.models.backbones import WeightsOrigin
+from kensa.models.detectors.anomaly import AnomalyConfig, AnomalyDetector
+from kensa.models.detectors.vae import random_crops
+from kensa.models.imaging import IMAGENET_MEAN, IMAGENET_STD, to_tensor
+from kensa.models.registry import register_detector
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from pydantic import Field
 from torch import nn
 from tqdm.auto import tqdm
 
-from models.backbones import WeightsOrigin
-from models.detectors.anomaly import AnomalyConfig, AnomalyDetector
-from models.imaging import to_tensor
-from models.registry import register_detector
+from kensa.models.backbones import WeightsOrigin
+from kensa.models.detectors.anomaly import AnomalyConfig, AnomalyDetector
+from kensa.models.imaging import to_tensor
+from kensa.models.registry import register_detector
 
 log = logging.getLogger(__name__)
 

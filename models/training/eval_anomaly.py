@@ -21,11 +21,11 @@ import numpy as np
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score, roc_curve
 from tqdm.auto import tqdm
 
-from models.data.samples import Sample
-from models.training.robust import describe_protocol, pose_copies
+from kensa.models.data.samples import Sample
+from kensa.models.training.robust import describe_protocol, pose_copies
 
 if TYPE_CHECKING:
-    from models.detectors.anomaly import AnomalyDetector
+    from kensa.models.detectors.anomaly import AnomalyDetector
 
 log = logging.getLogger(__name__)
 

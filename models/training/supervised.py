@@ -12,10 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from models.artifacts import save
-from models.backbones import WeightsUnavailable, hub_reachable
-from models.registry import create_detector, get_spec, list_detectors
-from models.types import Task
+from kensa.models.artifacts import save
+from kensa.models.backbones import WeightsUnavailable, hub_reachable
+from kensa.models.registry import create_detector, get_spec, list_detectors
+from kensa.models.types import Task
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,14 @@ def resolve_kind(task: str, arch: str | None, weights: str) -> tuple[str, dict[s
 
 def default_input_size(shape: tuple[int, int]) -> tuple[int, int]:
     """Aspect kept, short side at most ``MAX_SHORT_SIDE`` (no upscaling), multiples of 32."""
-    from models.training.augment import aspect_kept_size
+    from kensa.models.training.augment import aspect_kept_size
 
     return aspect_kept_size(shape, short_side=min(MAX_SHORT_SIDE, min(shape)))
 
 
 def train_from_args(args: argparse.Namespace) -> int:
-    from models.data.layouts import load_dataset
-    from models.training.eval_supervised import evaluate_supervised
+    from kensa.models.data.layouts import load_dataset
+    from kensa.models.training.eval_supervised import evaluate_supervised
 
     if args.device:
         import os

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from PIL import Image
 
-from backend.config import Settings
-from backend.main import create_app
+from kensa.backend.config import Settings
+from kensa.backend.main import create_app
 
 STRIP_SIZE = (128, 256)
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -22,10 +22,10 @@ from backend_testing import (
     running_service,
 )
 
-from backend.main import create_app
-from models import artifacts
-from models.data.synthetic import SteelStripGenerator
-from models.registry import create_detector, get_spec
+from kensa.backend.main import create_app
+from kensa.models import artifacts
+from kensa.models.data.synthetic import SteelStripGenerator
+from kensa.models.registry import create_detector, get_spec
 
 
 @pytest.fixture(scope="session")

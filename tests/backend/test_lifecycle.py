@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from backend_testing import encode, make_settings, running_service, wait_ready
 
-from backend.main import create_app
-from backend.services.inference import DEMO_DIR_NAME
+from kensa.backend.main import create_app
+from kensa.backend.services.inference import DEMO_DIR_NAME
 
 pytestmark = pytest.mark.anyio
 

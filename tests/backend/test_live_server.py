@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from backend_testing import LiveServer, encode
 
-from backend.cli import main as kensa
-from backend.services.storage import BlobStore
+from kensa.backend.services.storage import BlobStore
+from kensa.cli import main as kensa
 
 N_UPLOADS = 16
 

@@ -9,8 +9,8 @@ from alembic.script import ScriptDirectory
 from backend_testing import TABLES
 from sqlmodel import SQLModel
 
-import backend.records  # noqa: F401  (the tables)
-from backend import db
+import kensa.backend.records  # noqa: F401  (the tables)
+from kensa.backend import db
 
 
 def test_upgrade_matches_models_and_downgrade_empties(database_url: str) -> None:

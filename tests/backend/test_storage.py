@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.services.storage import BlobStore
+from kensa.backend.services.storage import BlobStore
 
 
 def test_put_is_content_addressed_sharded_and_deduplicated(tmp_path: Path) -> None:

@@ -18,9 +18,9 @@ import pytest
 from backend_testing import Service, encode, make_settings, running_service
 from PIL import Image
 
-from models import artifacts
-from models.data.synthetic import DEFECT_CLASSES
-from models.registry import create_detector, get_spec
+from kensa.models import artifacts
+from kensa.models.data.synthetic import DEFECT_CLASSES
+from kensa.models.registry import create_detector, get_spec
 
 pytestmark = pytest.mark.anyio
 CLASSIFIER = "classifier_lite0"

@@ -13,8 +13,8 @@ import pytest
 from backend_testing import Service, encode, make_settings, running_service
 from PIL import Image
 
-from models import artifacts
-from models.registry import create_detector
+from kensa.models import artifacts
+from kensa.models.registry import create_detector
 from tests.shapes import INPUT, LABELS, make_samples
 
 pytestmark = pytest.mark.anyio

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.types import Detection, Finding, Task, Verdict
-from models.visualize import LABEL_COLORS, label_color, render_overlay
+from kensa.models.types import Detection, Finding, Task, Verdict
+from kensa.models.visualize import LABEL_COLORS, label_color, render_overlay
 
 H, W = 64, 128
 

@@ -13,14 +13,14 @@ import httpx
 import pytest
 from client_testing import STRIP_SIZE, png
 
-from backend.config import Settings
-from backend.main import create_app
-from client.api import ApiClient
-from client.offline_queue import PhotoQueue
-from client.state import AppState, ClientSettings
-from models import artifacts
-from models.data.synthetic import SteelStripGenerator
-from models.registry import create_detector, get_spec
+from kensa.backend.config import Settings
+from kensa.backend.main import create_app
+from kensa.client.api import ApiClient
+from kensa.client.offline_queue import PhotoQueue
+from kensa.client.state import AppState, ClientSettings
+from kensa.models import artifacts
+from kensa.models.data.synthetic import SteelStripGenerator
+from kensa.models.registry import create_detector, get_spec
 
 BASE = "http://kensa.test"
 

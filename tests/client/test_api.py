@@ -1,4 +1,4 @@
-"""client.api against the real backend app (httpx.ASGITransport) and a real refused connection."""
+"""kensa.client.api against the real backend app (ASGI transport) and a refused connection."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import httpx
 import pytest
 from client_testing import closed_port
 
-from client.api import ApiClient, ApiError, Query
+from kensa.client.api import ApiClient, ApiError, Query
 
 pytestmark = pytest.mark.anyio
 

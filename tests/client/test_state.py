@@ -1,4 +1,4 @@
-"""client.state: capture and the offline queue, history filters and paging, delete and undo,
+"""kensa.client.state: capture and the offline queue, history filters and paging, delete and undo,
 charts; against the real backend app, and a real refused connection for "server down"."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from datetime import date
 import pytest
 from client_testing import closed_port
 
-from client.api import ApiClient
-from client.offline_queue import PhotoQueue
-from client.state import ClientSettings, HistoryFilter, explain
+from kensa.client.api import ApiClient
+from kensa.client.offline_queue import PhotoQueue
+from kensa.client.state import ClientSettings, HistoryFilter, explain
 
 pytestmark = pytest.mark.anyio
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.config import Settings
-from backend.main import create_app
-from client.web import ServerAddress
+from kensa.app import create_app
+from kensa.backend.config import Settings
+from kensa.client.web import ServerAddress
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +51,7 @@ async def test_server_address_is_learnt_from_requests():
 
 
 def test_settings_show_the_page_address_not_the_websocket():
-    from client.app import http_origin
+    from kensa.client.app import http_origin
 
     assert http_origin("ws://10.0.0.5:8000/ws") == "http://10.0.0.5:8000"
     assert http_origin("wss://kensa.plant.example/ws") == "https://kensa.plant.example"

@@ -55,7 +55,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "serve", "--data-dir", str(data_dir / "data"),
+            [sys.executable, "-m", "kensa.cli", "serve", "--data-dir", str(data_dir / "data"),
              "--host", "127.0.0.1", "--port", str(port)],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
@@ -89,7 +89,7 @@ def strip_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A good and a defective synthetic strip as PNG files."""
     from PIL import Image
 
-    from models.data.synthetic import SteelStripGenerator
+    from kensa.models.data.synthetic import SteelStripGenerator
 
     folder = tmp_path_factory.mktemp("strips")
     generator = SteelStripGenerator(seed=11)

@@ -182,7 +182,7 @@ def test_offline_photo_waits_on_the_device_then_is_sent(server_url, browser, str
     queue_dir = tmp_path / "queue"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "client", "--web", "--port", str(port),
+        [sys.executable, "-m", "kensa.cli", "client", "--web", "--port", str(port),
          "--server", dead, "--queue-dir", str(queue_dir)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

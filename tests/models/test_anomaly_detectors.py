@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 from sklearn.metrics import f1_score, roc_auc_score
 
-from models import create_detector, get_spec, load_detector
-from models.artifacts import save
-from models.data.samples import Sample
-from models.data.synthetic import SteelStripGenerator
-from models.training.eval_anomaly import evaluate_anomaly, split_name
+from kensa.models import create_detector, get_spec, load_detector
+from kensa.models.artifacts import save
+from kensa.models.data.samples import Sample
+from kensa.models.data.synthetic import SteelStripGenerator
+from kensa.models.training.eval_anomaly import evaluate_anomaly, split_name
 
 SIZE = (64, 256)
 KINDS = ("padim", "flow", "vae", "inpaint")
@@ -149,7 +149,7 @@ def test_split_name_for_kolektor_style_evaluation():
 
 
 def test_cli_trains_a_vae_on_a_good_folder_and_writes_curves(generator, tmp_path):
-    from models.training.anomaly import train_from_args
+    from kensa.models.training.anomaly import train_from_args
 
     data = tmp_path / "good"
     data.mkdir()

@@ -8,14 +8,14 @@ import pytest
 import torch
 from skimage import data
 
-from models.backbones import (
+from kensa.models.backbones import (
     WeightsUnavailable,
     create_backbone,
     hub_reachable,
     load_by_key_order,
     resolve_weights,
 )
-from models.imaging import to_tensor
+from kensa.models.imaging import to_tensor
 
 CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.artifacts import save, write_config
-from models.data.samples import Sample
-from models.detectors.gradcam import grad_cam
-from models.imaging import to_tensor
-from models.registry import create_detector, load_detector
-from models.training.augment import resize_mask
-from models.types import Task, Verdict
+from kensa.models.artifacts import save, write_config
+from kensa.models.data.samples import Sample
+from kensa.models.detectors.gradcam import grad_cam
+from kensa.models.imaging import to_tensor
+from kensa.models.registry import create_detector, load_detector
+from kensa.models.training.augment import resize_mask
+from kensa.models.types import Task, Verdict
 from tests import shapes
 from tests.shapes import IMAGE, INPUT, LABELS
 

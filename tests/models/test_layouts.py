@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.data.layouts import (
+from kensa.models.data.layouts import (
     NEU_VALIDATION_SPLIT,
     Dataset,
     dedupe_groups,
@@ -20,9 +20,9 @@ from models.data.layouts import (
     load_dataset,
     split_by_group,
 )
-from models.data.rle import rle_decode, rle_encode
-from models.data.samples import Sample
-from models.data.synthetic import DEFECT_CLASSES, SteelStripGenerator, write_dataset
+from kensa.models.data.rle import rle_decode, rle_encode
+from kensa.models.data.samples import Sample
+from kensa.models.data.synthetic import DEFECT_CLASSES, SteelStripGenerator, write_dataset
 
 RNG = np.random.default_rng(0)
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from models import Verdict, create_detector, get_spec
-from models.data.synthetic import SteelStripGenerator
-from models.detectors.patchcore import greedy_coreset
+from kensa.models import Verdict, create_detector, get_spec
+from kensa.models.data.synthetic import SteelStripGenerator
+from kensa.models.detectors.patchcore import greedy_coreset
 
 SIZE = (64, 256)
 

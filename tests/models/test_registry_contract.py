@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import Detection, Task, Verdict, create_detector, list_detectors, load_detector
-from models.artifacts import save
-from models.backbones import WeightsUnavailable
-from models.data.synthetic import SteelStripGenerator
-from models.detectors.base import Detector
-from models.registry import get_spec, register_detector
-from models.types import LearnsFrom
+from kensa.models import Detection, Task, Verdict, create_detector, list_detectors, load_detector
+from kensa.models.artifacts import save
+from kensa.models.backbones import WeightsUnavailable
+from kensa.models.data.synthetic import SteelStripGenerator
+from kensa.models.detectors.base import Detector
+from kensa.models.registry import get_spec, register_detector
+from kensa.models.types import LearnsFrom
 
 SIZE = (64, 256)
 SPECS = list_detectors()

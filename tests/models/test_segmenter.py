@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.artifacts import save, write_config
-from models.data.rle import rle_decode, rle_encode
-from models.registry import create_detector, load_detector
-from models.training.eval_supervised import evaluate_segmenter
-from models.types import Task, Verdict
+from kensa.models.artifacts import save, write_config
+from kensa.models.data.rle import rle_decode, rle_encode
+from kensa.models.registry import create_detector, load_detector
+from kensa.models.training.eval_supervised import evaluate_segmenter
+from kensa.models.types import Task, Verdict
 from tests.shapes import IMAGE, INPUT, LABELS, make_samples
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.cli import main
-from models.data.synthetic import write_dataset
-from models.registry import load_detector
+from kensa.cli import main
+from kensa.models.data.synthetic import write_dataset
+from kensa.models.registry import load_detector
 
 TRAIN_ARGS = ["--weights", "packaged", "--epochs", "2", "--img-size", "64x256", "--batch", "4",
               "--seed", "0"]

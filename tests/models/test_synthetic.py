@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.data.synthetic import (
+from kensa.models.data.synthetic import (
     CONTRAST_THRESHOLD,
     DEFECT_CLASSES,
     SteelStripGenerator,

@@ -7,8 +7,8 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, HTTPException
 
-from backend.api.deps import PoolDep
-from backend.records import ThresholdUpdate
+from kensa.backend.api.deps import PoolDep
+from kensa.backend.records import ThresholdUpdate
 
 router = APIRouter(prefix="/detectors", tags=["detectors"])
 

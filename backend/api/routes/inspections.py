@@ -13,12 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 
-from backend.api.deps import EngineDep, PoolDep, SettingsDep, StoreDep
-from backend.records import InspectionList, InspectionPublic
-from backend.services import inspections as service
-from backend.services.images import ImageRejected, check_declared_type
-from models.types import Verdict
-from models.visualize import LAYERS
+from kensa.backend.api.deps import EngineDep, PoolDep, SettingsDep, StoreDep
+from kensa.backend.records import InspectionList, InspectionPublic
+from kensa.backend.services import inspections as service
+from kensa.backend.services.images import ImageRejected, check_declared_type
+from kensa.models.types import Verdict
+from kensa.models.visualize import LAYERS
 
 CACHE = {"Cache-Control": "private, max-age=86400"}
 

@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 import anyio
 from fastapi import APIRouter, HTTPException, Query
 
-from backend.api.deps import EngineDep
-from backend.api.routes.inspections import FiltersDep
-from backend.records import StatsPublic
-from backend.services import inspections as service
+from kensa.backend.api.deps import EngineDep
+from kensa.backend.api.routes.inspections import FiltersDep
+from kensa.backend.records import StatsPublic
+from kensa.backend.services import inspections as service
 
 router = APIRouter(tags=["stats"])
 
