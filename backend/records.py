@@ -4,19 +4,35 @@ An ``Inspection`` is one photo and the combined verdict; each detector that look
 leaves a ``DetectorRun`` (raw score, threshold, timings), its ``Finding`` rows and, where it
 produced them, ``EvidenceMap`` rows (anomaly heatmap on its fixed scale, Grad-CAM per label).
 Masks and maps are PNG blobs in the content-addressed store, referenced by key.
-Datetimes are stored in UTC.
+Datetimes are stored in UTC. The public schemas live in ``kensa.contract.schemas``.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
-from pydantic import BaseModel, field_serializer
-from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
+
+from kensa.contract.schemas import (
+    DetectorPublic,
+    DetectorRef,
+    FindingPublic,
+    InspectionList,
+    InspectionPublic,
+    RunPublic,
+    StatsBucket,
+    StatsPublic,
+    StatsTotals,
+    ThresholdUpdate,
+)
+
+__all__ = [  # the public schemas are re-exported for the service
+    "DetectorPublic", "DetectorRef", "DetectorRun", "EvidenceMap", "Finding", "FindingPublic",
+    "Inspection", "InspectionList", "InspectionPublic", "RunPublic", "StatsBucket",
+    "StatsPublic", "StatsTotals", "ThresholdUpdate",
+]
 
 
 def utcnow() -> datetime:
@@ -90,95 +106,3 @@ class EvidenceMap(SQLModel, table=True):
     map_key: str = Field(max_length=80)
     low: float = 0.0
     high: float = 1.0
-
-
-# -- public schemas -----------------------------------------------------------------------------
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-class FindingPublic(SQLModel):
-    label: str
-    score: float
-    detector: str
-    area_px: int
-    bbox: list[int] | None = Field(None, description="[x0, y0, x1, y1], x1/y1 exclusive")
-    mask_url: str | None = None
-
-
-class RunPublic(SQLModel):
-    detector: str
-    version: str
-    verdict: str
-    anomaly_score: float | None = Field(None, description="raw score, detector units")
-    threshold: float | None = None
-    timings_ms: dict[str, float] = Field(default_factory=dict)
-
-
-class DetectorRef(SQLModel):
-    name: str
-    version: str
-
-
-class InspectionPublic(SQLModel):
-    id: uuid.UUID
-    created_at: datetime
-    verdict: str
-    anomaly_score: float | None = Field(
-        None, description="max over anomaly detectors of raw score / threshold (1.0 = at it)"
-    )
-    findings: list[FindingPublic] = Field(default_factory=list)
-    detectors: list[DetectorRef] = Field(default_factory=list)
-    runs: list[RunPublic] = Field(default_factory=list)
-    labels: list[str] = Field(default_factory=list)
-    image_url: str
-    overlay_url: str
-    width: int
-    height: int
-    station: str | None = None
-    operator: str | None = None
-    note: str | None = None
-    deleted_at: datetime | None = None
-    notice: str | None = Field(None, description="e.g. that a demo detector was used")
-
-    @field_serializer("created_at", "deleted_at")
-    def _utc(self, value: datetime | None) -> str | None:
-        return _iso(value)
-
-
-class InspectionList(SQLModel):
-    items: list[InspectionPublic]
-    total: int
-    defect_ratio: float | None = Field(None, description="defect verdicts / total (filtered)")
-
-
-class StatsBucket(SQLModel):
-    start: str = Field(description="first day of the bucket (UTC), YYYY-MM-DD")
-    total: int
-    defective: int
-    by_label: dict[str, int] = Field(default_factory=dict)
-
-
-class StatsTotals(SQLModel):
-    total: int
-    defective: int
-    defect_ratio: float | None
-    by_label: dict[str, int] = Field(default_factory=dict)
-
-
-class StatsPublic(SQLModel):
-    bucket: str
-    buckets: list[StatsBucket]
-    totals: StatsTotals
-
-
-class ThresholdUpdate(BaseModel):
-    threshold: float = PydanticField(allow_inf_nan=False, description="new decision threshold")
-    label: str | None = PydanticField(None, description="which label's threshold, if several")
-
-
-DetectorPublic = dict[str, Any]

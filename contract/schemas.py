@@ -1,0 +1,134 @@
+"""The public wire schemas: what the API returns and accepts, imported by the server (as
+``response_model``), the tablet client and the CLI (to parse answers into typed records).
+
+Plain pydantic: no database, no torch. Extend, don't rename: paths and fields are relied on by
+checks outside the repository.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """An aware UTC ISO 8601 string ending in ``Z`` (naive values are taken as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Schema(BaseModel):
+    """Base of every wire schema: unknown fields are kept, so an older client reads a newer
+    server's records."""
+
+    model_config = ConfigDict(extra="allow", from_attributes=True)
+
+
+class ErrorBody(Schema):
+    """Every error answer: ``{"detail": ...}`` (a sentence, or FastAPI's validation list)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+class FindingPublic(Schema):
+    label: str
+    score: float
+    detector: str
+    area_px: int
+    bbox: list[int] | None = Field(None, description="[x0, y0, x1, y1], x1/y1 exclusive")
+    mask_url: str | None = None
+
+
+class RunPublic(Schema):
+    detector: str
+    version: str
+    verdict: str
+    anomaly_score: float | None = Field(None, description="raw score, detector units")
+    threshold: float | None = None
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class DetectorRef(Schema):
+    name: str
+    version: str
+
+
+class InspectionPublic(Schema):
+    id: uuid.UUID
+    created_at: datetime
+    verdict: str
+    anomaly_score: float | None = Field(
+        None, description="max over anomaly detectors of raw score / threshold (1.0 = at it)"
+    )
+    findings: list[FindingPublic] = Field(default_factory=list)
+    detectors: list[DetectorRef] = Field(default_factory=list)
+    runs: list[RunPublic] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    image_url: str
+    overlay_url: str
+    width: int
+    height: int
+    station: str | None = None
+    operator: str | None = None
+    note: str | None = None
+    deleted_at: datetime | None = None
+    notice: str | None = Field(None, description="e.g. that a demo detector was used")
+
+    @field_serializer("created_at", "deleted_at")
+    def _utc(self, value: datetime | None) -> str | None:
+        return iso_utc(value)
+
+
+class InspectionList(Schema):
+    items: list[InspectionPublic]
+    total: int
+    defect_ratio: float | None = Field(None, description="defect verdicts / total (filtered)")
+
+
+class StatsBucket(Schema):
+    start: str = Field(description="first day of the bucket (UTC), YYYY-MM-DD")
+    total: int
+    defective: int
+    by_label: dict[str, int] = Field(default_factory=dict)
+
+
+class StatsTotals(Schema):
+    total: int
+    defective: int
+    defect_ratio: float | None
+    by_label: dict[str, int] = Field(default_factory=dict)
+
+
+class StatsPublic(Schema):
+    bucket: str
+    buckets: list[StatsBucket]
+    totals: StatsTotals
+
+
+class DetectorPublic(Schema):
+    """One loaded detector as ``GET /api/v1/detectors`` lists it."""
+
+    name: str
+    kind: str
+    task: str
+    learns_from: str
+    labels: list[str] = Field(default_factory=list)
+    version: str
+    weights: dict[str, Any] = Field(default_factory=dict)
+    threshold: float | dict[str, float] | None = None
+    input_size: list[int] = Field(default_factory=list)
+    demo: bool = False
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    notes: str = ""
+    artifact: str | None = None
+
+
+class ThresholdUpdate(BaseModel):
+    threshold: float = Field(allow_inf_nan=False, description="new decision threshold")
+    label: str | None = Field(None, description="which label's threshold, if several")
