@@ -113,7 +113,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 def _artifact_rows(model_dir: Path) -> list[dict[str, Any]]:
     from kensa.backend.services.inference import artifact_dirs
-    from kensa.models.registry import load_detector
+    from kensa.models.artifacts import load_detector
 
     out = []
     for directory in artifact_dirs(model_dir):

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     inference_concurrency: int = Field(2, ge=1, description="detector calls at once")
     demo_good_images: int = Field(40, ge=2, description="synthetic good strips for the demo")
     serve_client: bool = Field(True, description="mount the web client at /")
+    device: str | None = Field(
+        None, description="where detectors run (cpu, cuda, cuda:1); default cuda when present"
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @cached_property

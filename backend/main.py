@@ -37,7 +37,7 @@ async def _load_detectors(app: FastAPI) -> None:
             lambda: DetectorPool.load(
                 settings.model_dir, settings.extra_models,
                 concurrency=settings.inference_concurrency,
-                demo_good_images=settings.demo_good_images,
+                demo_good_images=settings.demo_good_images, device=settings.device,
             ),
             abandon_on_cancel=True,
         )

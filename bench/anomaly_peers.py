@@ -9,7 +9,7 @@ they parse, so ``layers=[1,2]`` and ``augment=true`` work).
 One preparation step (our venv) loads the dataset, resizes every image once to the input size
 (aspect kept, e.g. KolektorSDD 1260x500 -> 320x128) and writes a cache with the good training
 images, the calibration split (val), the evaluation images (every image never fitted on) and
-seed 001's six pose copies of each (``models.training.robust``), masks moved identically.
+seed 001's six pose copies of each (``models.data.robust``), masks moved identically.
 Then each run is a separate subprocess (so its peak memory is its own ``ru_maxrss``), run one
 after another: ours in this venv, anomalib's in ``--anomalib-python`` (a separate venv with
 ``pip install anomalib``: it is the optional extra ``peers``, never a runtime dependency).
@@ -52,9 +52,9 @@ def prepare(data: Path, layout: str, size: tuple[int, int] | None, cache: Path,
     import cv2
 
     from kensa.models.data.layouts import load_dataset
+    from kensa.models.data.robust import describe_protocol, pose_copies
     from kensa.models.training.anomaly import auto_input_size
     from kensa.models.training.eval_anomaly import evaluation_samples
-    from kensa.models.training.robust import describe_protocol, pose_copies
 
     dataset = load_dataset(data, layout=layout)
     train_good = [s for s in dataset.split("train") if s.is_good]

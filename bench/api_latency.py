@@ -95,8 +95,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from kensa.backend.config import Settings
+    from kensa.models.artifacts import load_detector
     from kensa.models.data.synthetic import SteelStripGenerator
-    from kensa.models.registry import load_detector
 
     size = (int(args.size[0]), int(args.size[1]))
     work = Path(tempfile.mkdtemp(prefix="kensa-bench-"))

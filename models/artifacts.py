@@ -12,17 +12,14 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from kensa.models.detectors.base import ArtifactMetadata
-
-if TYPE_CHECKING:
-    from kensa.models.detectors.base import Detector
+from kensa.models.base import ArtifactMetadata, Detector
+from kensa.models.registry import get_spec
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +98,6 @@ def _match_buffer_shapes(model: nn.Module, path: Path) -> None:
 
 def load(directory: Path, device: str | None = None) -> Detector:
     """Rebuild a detector from ``directory`` exactly as it was saved."""
-    from kensa.models.registry import get_spec
-
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"not a kensa artifact (no {CONFIG_FILE}): {directory}")
@@ -111,16 +106,23 @@ def load(directory: Path, device: str | None = None) -> Detector:
         raise ValueError(f"unsupported artifact format {payload.get('format')!r} in {directory}")
     spec = get_spec(payload["kind"])
     config = spec.cls.Config(**payload["config"])
-    detector = spec.cls(config, weights="artifact", kind=spec.kind)
+    detector = spec.cls(config, spec=spec, weights="artifact", device=device)
     weights_path = directory / WEIGHTS_FILE
     _match_buffer_shapes(detector.model, weights_path)
     state = load_file(str(weights_path))
     detector.model.load_state_dict(state, strict=True)
     detector.post = spec.cls.Post(**payload["postprocess"])
     detector.metadata = ArtifactMetadata(**payload["metadata"])
-    if device:
-        detector.to(device)
-    else:
-        detector.model.to(detector.device)
+    detector.model.to(detector.device)
     detector.model.eval()
     return detector
+
+
+def load_detector(path: str | Path, device: str | None = None) -> Detector:
+    """A trained detector from an artifact directory written by ``save``."""
+    return load(Path(path), device=device)
+
+
+def artifact_kind(path: str | Path) -> str:
+    """The registered kind stored in an artifact directory, without loading weights."""
+    return json.loads((Path(path) / CONFIG_FILE).read_text())["kind"]

@@ -7,9 +7,49 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-LAYOUTS = ("auto", "folders", "masks", "severstal", "mvtec", "neu", "yolo")
+
+class RegistryChoices:
+    """argparse ``choices`` read from a registry the first time argparse needs them (parsing that
+    option, or printing help), so building the parser imports no torch (``kensa client`` runs
+    without it) and no choice list is kept by hand."""
+
+    def __init__(self, names: Callable[[], Iterable[str]], *extra: str) -> None:
+        self._source = names
+        self._extra = extra
+        self._names: tuple[str, ...] | None = None
+
+    def _all(self) -> tuple[str, ...]:
+        if self._names is None:
+            self._names = (*self._extra, *self._source())
+        return self._names
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._all()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+
+def _layouts() -> tuple[str, ...]:
+    from kensa.models.data.layouts import list_layouts
+
+    return list_layouts()
+
+
+def _kinds(task: str | None = None, learns_from: str | None = None) -> Callable[[], list[str]]:
+    def names() -> list[str]:
+        from kensa.models.registry import list_detectors
+
+        return [s.kind for s in list_detectors()
+                if (task is None or s.task.value == task)
+                and (learns_from is None or s.learns_from.value == learns_from)]
+
+    return names
+
+
 
 
 def _img_size(text: str) -> tuple[int, int]:
@@ -28,7 +68,8 @@ def _img_size(text: str) -> tuple[int, int]:
 
 def _common_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset root")
-    p.add_argument("--layout", choices=LAYOUTS, default="auto")
+    p.add_argument("--layout", choices=RegistryChoices(_layouts, "auto"), default="auto", metavar="LAYOUT",
+                   help="dataset layout: %(choices)s (default: auto = detect)")
     p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
     p.add_argument("--name", help="instance name shown in the service (default: the kind)")
     p.add_argument("--img-size", type=_img_size, help="input size HxW (e.g. 256x1600)")
@@ -45,7 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             ("segment", "per-class defect masks (U-Net)")):
         p = kinds.add_parser(task, help=help_text)
         _common_train_args(p)
-        p.add_argument("--arch", help="registered detector kind or backbone variant")
+        p.add_argument("--arch", choices=RegistryChoices(_kinds(task)), metavar="KIND",
+                       help="registered detector kind: %(choices)s")
+        p.add_argument("--backbone", help="another timm / smp backbone for the default kind "
+                                          "(e.g. efficientnet_b0)")
         p.add_argument("--epochs", type=int, default=30)
         p.add_argument("--batch", type=int, default=16)
         p.add_argument("--lr", type=float, default=1e-3)
@@ -59,8 +103,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.set_defaults(handler=_train_supervised)
     p = kinds.add_parser("anomaly", help="good-only anomaly detector")
     _common_train_args(p)
-    p.add_argument("--detector", default="patchcore",
-                   help="patchcore | padim | flow | vae | inpaint")
+    p.add_argument("--detector", default="patchcore", metavar="KIND",
+                   choices=RegistryChoices(_kinds(learns_from="good-only")),
+                   help="good-only detector kind: %(choices)s (default: patchcore)")
     p.add_argument("--epochs", type=int, help="epochs for trained detectors (flow, vae, inpaint)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--augment", action="store_true",
@@ -70,7 +115,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev = subparsers.add_parser("eval", help="held-out metrics of a trained artifact")
     ev.add_argument("artifact", type=Path)
     ev.add_argument("--data", type=Path, required=True)
-    ev.add_argument("--layout", choices=LAYOUTS, default="auto")
+    ev.add_argument("--layout", choices=RegistryChoices(_layouts, "auto"), default="auto", metavar="LAYOUT",
+                    help="dataset layout: %(choices)s (default: auto = detect)")
     ev.add_argument("--split", default="test",
                     help="split to score (default: test); 'all'; for anomaly detectors "
                     "'unseen' = every image but the good training images they fitted on")

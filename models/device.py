@@ -1,12 +1,11 @@
-"""Where tensors run: CUDA when present, else CPU (override with KENSA_DEVICE)."""
-
-import os
+"""Where tensors run: the device asked for, else CUDA when present, else the CPU."""
 
 import torch
 
 
-def default_device() -> torch.device:
-    wanted = os.environ.get("KENSA_DEVICE")
+def default_device(wanted: str | torch.device | None = None) -> torch.device:
+    """``wanted`` (e.g. ``cpu``, ``cuda:1``; the service passes its ``KENSA_DEVICE`` setting),
+    else ``cuda`` when available, else ``cpu``."""
     if wanted:
         return torch.device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

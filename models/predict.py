@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from kensa.models.artifacts import load_detector
 from kensa.models.imaging import is_image_file, read_rgb
-from kensa.models.registry import load_detector
 from kensa.models.types import Detection
 
 

@@ -7,16 +7,11 @@ Adding a detector means writing a module in ``models/detectors/`` that decorates
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from kensa.models.base import Detector, DetectorSpec
 from kensa.models.types import LearnsFrom, Task
-
-if TYPE_CHECKING:
-    from kensa.models.detectors.base import Detector
 
 _REGISTRY: dict[str, DetectorSpec] = {}
 _BUILTIN_MODULES = (
@@ -30,31 +25,8 @@ _BUILTIN_MODULES = (
 )
 _loaded_builtins = False
 
-
-@dataclass(frozen=True)
-class DetectorSpec:
-    """A registered detector kind: what it does, what it learns from, how to build it."""
-
-    kind: str
-    task: Task
-    learns_from: LearnsFrom
-    cls: type[Detector]
-    description: str = ""
-    defaults: dict[str, Any] = field(default_factory=dict)
-    quick: dict[str, Any] = field(default_factory=dict)
-    """Config overrides for a fit in seconds (demo model, contract tests)."""
-
-    def config(self, **overrides: Any):
-        """The detector's validated config: class defaults < registered defaults < overrides."""
-        return self.cls.Config(**{**self.defaults, **overrides})
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return tuple(self.config().input_size)  # type: ignore[return-value]
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.config().labels)
+__all__ = ["DetectorSpec", "create_detector", "get_spec", "list_detectors",
+           "register_detector"]
 
 
 def register_detector(
@@ -113,21 +85,10 @@ def get_spec(kind: str) -> DetectorSpec:
         raise KeyError(f"unknown detector kind {kind!r}; known: {known}") from None
 
 
-def create_detector(kind: str, *, weights: str = "auto", **config: Any) -> Detector:
+def create_detector(kind: str, *, weights: str = "auto", device: str | None = None,
+                    **config: Any) -> Detector:
     """A new, untrained detector of ``kind``; ``weights`` picks the backbone's start weights
     (``auto`` = hub when reachable, else packaged ImageNet weights; ``hub``, ``packaged``,
-    a checkpoint path, or ``none`` for random init)."""
+    a checkpoint path, or ``none`` for random init); ``device`` as in ``default_device``."""
     spec = get_spec(kind)
-    return spec.cls(spec.config(**config), weights=weights, kind=kind)
-
-
-def load_detector(path: str | Path, device: str | None = None) -> Detector:
-    """A trained detector from an artifact directory written by ``models.artifacts.save``."""
-    from kensa.models.artifacts import load
-
-    return load(Path(path), device=device)
-
-
-def artifact_kind(path: str | Path) -> str:
-    """The registered kind stored in an artifact directory, without loading weights."""
-    return json.loads((Path(path) / "config.json").read_text())["kind"]
+    return spec.cls(spec.config(**config), spec=spec, weights=weights, device=device)

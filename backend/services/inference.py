@@ -17,9 +17,9 @@ from typing import Any
 import anyio
 import numpy as np
 
-from kensa.models.artifacts import CONFIG_FILE, write_config
-from kensa.models.detectors.base import Detector
-from kensa.models.registry import create_detector, load_detector
+from kensa.models.artifacts import CONFIG_FILE, load_detector, write_config
+from kensa.models.base import Detector
+from kensa.models.registry import create_detector
 from kensa.models.types import Detection
 
 log = logging.getLogger(__name__)
@@ -94,14 +94,14 @@ class DetectorPool:
 
     @classmethod
     def load(cls, model_dir: Path, extra: Sequence[Path] = (), concurrency: int = 2,
-             demo_good_images: int = 40) -> DetectorPool:
+             demo_good_images: int = 40, device: str | None = None) -> DetectorPool:
         """Load every artifact under ``model_dir`` and ``extra``; fit the demo when none."""
         dirs = artifact_dirs(model_dir) + [Path(p) for p in extra]
         if not dirs:
             dirs = [fit_demo_detector(model_dir, n_good=demo_good_images)]
         loaded = []
         for directory in dirs:
-            detector = load_detector(directory)
+            detector = load_detector(directory, device=device)
             log.info("loaded detector %s (%s, %s) from %s", detector.name, detector.kind,
                      detector.version, directory)
             loaded.append(LoadedDetector(detector, Path(directory)))

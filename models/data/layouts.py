@@ -58,7 +58,6 @@ from kensa.models.data.rle import rle_decode
 from kensa.models.data.samples import Sample
 from kensa.models.imaging import IMAGE_SUFFIXES
 
-LAYOUTS = ("folders", "masks", "mmseg", "severstal", "mvtec", "neu", "yolo")
 GOOD_LABELS = frozenset({"ok", "good", "free", "normal", "defect_free", "defect-free"})
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
@@ -68,6 +67,29 @@ BACKGROUND_NAMES = frozenset({"background", "_background_", "__background__", "b
 CLASS_FILES = ("classes.txt", "class_names.txt")
 SEVERSTAL_CLASSES = {1: "pitted_surface", 2: "crazing", 3: "scratches", 4: "patches"}
 BINARY_LABEL = "defect"
+
+
+# --------------------------------------------------------------------------- registry
+_LOADERS: dict[str, Callable[[Path], _Parsed]] = {}
+
+
+def register_layout(name: str) -> Callable[[Callable[[Path], _Parsed]], Callable[[Path], _Parsed]]:
+    """Register a loader that parses a dataset folder of layout ``name``; the CLI's ``--layout``
+    choices and ``load_dataset`` come from here. (``detect_layout`` knows how to recognise the
+    built-in ones; a new layout is chosen explicitly.)"""
+
+    def decorate(loader: Callable[[Path], _Parsed]) -> Callable[[Path], _Parsed]:
+        if name in _LOADERS and _LOADERS[name] is not loader:
+            raise ValueError(f"layout {name!r} is already registered")
+        _LOADERS[name] = loader
+        return loader
+
+    return decorate
+
+
+def list_layouts() -> tuple[str, ...]:
+    """Every registered dataset layout, sorted."""
+    return tuple(sorted(_LOADERS))
 
 
 # --------------------------------------------------------------------------- dataset
@@ -153,7 +175,7 @@ def load_dataset(root: str | Path, layout: str = "auto", seed: int = 0,
         raise FileNotFoundError(f"dataset folder not found: {root}")
     name = detect_layout(root) if layout == "auto" else layout
     if name not in _LOADERS:
-        raise ValueError(f"unknown layout {name!r}; choose one of {LAYOUTS} or 'auto'")
+        raise ValueError(f"unknown layout {name!r}; choose one of {list_layouts()} or 'auto'")
     parsed = _LOADERS[name](root)
     if not parsed.samples:
         raise ValueError(f"no images found in {root} (layout {name})")
@@ -541,6 +563,7 @@ def _class_file(*folders: Path) -> Path | None:
 # --------------------------------------------------------------------------- layouts
 
 
+@register_layout("folders")
 def _load_folders(root: Path) -> _Parsed:
     split_dirs = [d for d in _subdirs(root) if d.name.lower() in SPLIT_ALIASES]
     parts = [(d, _split_name(d.name)) for d in split_dirs] or [(root, None)]
@@ -638,6 +661,7 @@ def _masks_pairs(root: Path) -> list[tuple[Path, Path, str | None]]:
     return pairs
 
 
+@register_layout("masks")
 def _load_masks(root: Path) -> _Parsed:
     pairs = _masks_pairs(root)
     if not pairs:
@@ -645,6 +669,7 @@ def _load_masks(root: Path) -> _Parsed:
     return _paired_mask_samples(root, pairs, _class_file(root))
 
 
+@register_layout("mmseg")
 def _load_mmseg(root: Path) -> _Parsed:
     img_dir, ann_dir = _child(root, "img_dir"), _child(root, "ann_dir")
     if not (img_dir and ann_dir):
@@ -656,6 +681,7 @@ def _load_mmseg(root: Path) -> _Parsed:
     return _paired_mask_samples(root, pairs, _class_file(root, ann_dir))
 
 
+@register_layout("severstal")
 def _load_severstal(root: Path) -> _Parsed:
     csv_path = _child(root, "train.csv")
     images_dir = _child(root, "train_images")
@@ -686,6 +712,7 @@ def _load_severstal(root: Path) -> _Parsed:
     return _Parsed(samples, tuple(SEVERSTAL_CLASSES.values()), "pixels", notes)
 
 
+@register_layout("mvtec")
 def _load_mvtec(root: Path) -> _Parsed:
     samples = []
     for path in _images_in(root / "train" / "good"):
@@ -736,6 +763,7 @@ def _read_voc(path: Path) -> tuple[tuple[tuple[str, float, float, float, float],
     return tuple(boxes), size
 
 
+@register_layout("neu")
 def _load_neu(root: Path) -> _Parsed:
     images = _child(root, "IMAGES")
     parts = [(images if images and images.is_dir() else root, _child(root, "ANNOTATIONS"), None)]
@@ -785,6 +813,7 @@ def yolo_class_names(root: Path) -> dict[int, str]:
     return {0: BINARY_LABEL}
 
 
+@register_layout("yolo")
 def _load_yolo(root: Path) -> _Parsed:
     images_dir, labels_dir = _child(root, "images"), _child(root, "labels")
     if not (images_dir and labels_dir):
@@ -804,15 +833,6 @@ def _load_yolo(root: Path) -> _Parsed:
     return _Parsed(samples, tuple(names[k] for k in sorted(names)), "pixels")
 
 
-_LOADERS: dict[str, Callable[[Path], _Parsed]] = {
-    "folders": _load_folders,
-    "masks": _load_masks,
-    "mmseg": _load_mmseg,
-    "severstal": _load_severstal,
-    "mvtec": _load_mvtec,
-    "neu": _load_neu,
-    "yolo": _load_yolo,
-}
 
 
 # --------------------------------------------------------------------------- detection
@@ -844,7 +864,7 @@ def detect_layout(root: str | Path) -> str:
         return "neu"
     if _looks_folders(root):
         return "folders"
-    raise ValueError(f"cannot tell the layout of {root}; pass one of {LAYOUTS}")
+    raise ValueError(f"cannot tell the layout of {root}; pass one of {list_layouts()}")
 
 
 def _looks_neu(root: Path) -> bool:

@@ -21,8 +21,8 @@ from pydantic import Field
 from scipy import ndimage
 from sklearn.metrics import precision_recall_curve
 
+from kensa.models.base import Detector, DetectorConfig, Postprocess
 from kensa.models.data.samples import Sample
-from kensa.models.detectors.base import Detector, DetectorConfig, Postprocess
 from kensa.models.imaging import resize_map, to_tensor
 from kensa.models.types import Detection, Finding, Task, Verdict
 

@@ -21,8 +21,8 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 from torch import nn
 
 from kensa.models.backbones import WeightsOrigin, create_backbone
+from kensa.models.base import Detector, DetectorConfig, Postprocess
 from kensa.models.data.samples import Sample
-from kensa.models.detectors.base import Detector, DetectorConfig, Postprocess
 from kensa.models.detectors.gradcam import grad_cam
 from kensa.models.imaging import resize_map, to_tensor
 from kensa.models.registry import register_detector
@@ -102,7 +102,7 @@ class DefectClassifier(Detector):
         """Train on ``train``, stop early and tune per-class thresholds on ``val`` (held out
         from ``train`` when not given). Options: ``out_dir`` (checkpoint + curves),
         ``resume``, ``progress``."""
-        from kensa.models.training.loops import prepare_training_data, train_loop
+        from kensa.models.detectors.fitting import prepare_training_data, train_loop
 
         cfg = self.config
         train, val, train_ds, val_ds, loader = prepare_training_data(

@@ -177,7 +177,7 @@ class Flow(AnomalyDetector):
     def fit_good(self, images: Sequence[np.ndarray], epochs: int | None = None,
                  batch_size: int | None = None, augment: bool | None = None,
                  **_: Any) -> dict[str, Any]:
-        from kensa.models.training.robust import random_pose
+        from kensa.models.data.robust import random_pose
 
         cfg = self.config
         epochs = epochs or cfg.epochs

@@ -22,8 +22,8 @@ from scipy import ndimage
 from torch import nn
 
 from kensa.models.backbones import WeightsOrigin, WeightsUnavailable, create_backbone
+from kensa.models.base import Detector, DetectorConfig, Postprocess
 from kensa.models.data.samples import Sample
-from kensa.models.detectors.base import Detector, DetectorConfig, Postprocess
 from kensa.models.detectors.classifier import STEEL_CLASSES
 from kensa.models.imaging import resize_map, to_tensor
 from kensa.models.registry import register_detector
@@ -132,7 +132,7 @@ class DefectSegmenter(Detector):
             **options: Any) -> dict[str, Any]:
         """Train on ``train`` (good images = empty masks), stop early on validation dice and
         tune the post-processing on ``val``. Options: ``out_dir``, ``resume``, ``progress``."""
-        from kensa.models.training.loops import prepare_training_data, train_loop
+        from kensa.models.detectors.fitting import prepare_training_data, train_loop
 
         cfg = self.config
         train, val, _, val_ds, loader = prepare_training_data(

@@ -140,9 +140,8 @@ def train_from_args(args: argparse.Namespace) -> int:
         overrides["epochs"] = args.epochs
     if "batch_size" in fields:
         overrides["batch_size"] = args.batch
-    detector = create_detector(args.detector, weights=args.weights, **overrides)
-    if args.device:
-        detector.to(args.device)
+    detector = create_detector(args.detector, weights=args.weights, device=args.device,
+                               **overrides)
     log.info("%s: input %sx%s, %d good training images, calibration on %d val images",
              args.detector, size[0], size[1], len(good), len(val))
 

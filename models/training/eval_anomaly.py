@@ -5,7 +5,7 @@
 counts as defect when at least half of it is), and reports image AUROC, pixel AUROC (when the
 defective samples have masks), precision/recall/F1 of the saved threshold, and with ``robust``
 the same on seed 001's six rotated/shifted/scaled copies of every image
-(``models.training.robust``).
+(``models.data.robust``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score, roc_curve
 from tqdm.auto import tqdm
 
+from kensa.models.data.robust import describe_protocol, pose_copies
 from kensa.models.data.samples import Sample
-from kensa.models.training.robust import describe_protocol, pose_copies
 
 if TYPE_CHECKING:
     from kensa.models.detectors.anomaly import AnomalyDetector

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kensa.models.registry import load_detector
+from kensa.models.artifacts import load_detector
 from kensa.models.types import Task
 
 log = logging.getLogger(__name__)

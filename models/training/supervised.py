@@ -27,11 +27,14 @@ ROTATE_DEGREES = 15.0
 MAX_SHORT_SIDE = 256
 
 
-def resolve_kind(task: str, arch: str | None, weights: str) -> tuple[str, dict[str, Any]]:
-    """The detector kind and config overrides for ``--arch`` (a registered kind of the task,
-    or a backbone name for the default kind)."""
+def resolve_kind(task: str, arch: str | None, weights: str, backbone: str | None = None
+                 ) -> tuple[str, dict[str, Any]]:
+    """The detector kind and config overrides for ``--arch`` (a registered kind of the task)
+    and ``--backbone`` (another backbone for the default kind)."""
     wanted = Task(task)
-    if arch is None:
+    if backbone is not None:
+        arch = backbone
+    elif arch is None:
         if weights == "auto" and not hub_reachable():
             kind = OFFLINE_KIND[task]
             log.warning("model hub unreachable: training %s (packaged ImageNet weights) instead "
@@ -55,7 +58,7 @@ def resolve_kind(task: str, arch: str | None, weights: str) -> tuple[str, dict[s
 
 def default_input_size(shape: tuple[int, int]) -> tuple[int, int]:
     """Aspect kept, short side at most ``MAX_SHORT_SIDE`` (no upscaling), multiples of 32."""
-    from kensa.models.training.augment import aspect_kept_size
+    from kensa.models.data.augment import aspect_kept_size
 
     return aspect_kept_size(shape, short_side=min(MAX_SHORT_SIDE, min(shape)))
 
@@ -64,10 +67,6 @@ def train_from_args(args: argparse.Namespace) -> int:
     from kensa.models.data.layouts import load_dataset
     from kensa.models.training.eval_supervised import evaluate_supervised
 
-    if args.device:
-        import os
-
-        os.environ["KENSA_DEVICE"] = args.device
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     dedupe = bool(getattr(args, "dedupe", False))
@@ -79,7 +78,8 @@ def train_from_args(args: argparse.Namespace) -> int:
         raise SystemExit(f"no training images found in {args.data} ({dataset.layout} layout)")
     if args.task == "segment" and not any(s.has_masks for s in train):
         raise SystemExit(f"{args.data} ({dataset.layout} layout) has no masks to segment")
-    kind, overrides = resolve_kind(args.task, args.arch, args.weights)
+    kind, overrides = resolve_kind(args.task, args.arch, args.weights,
+                                   getattr(args, "backbone", None))
     spec = get_spec(kind)
     size = tuple(args.img_size) if args.img_size else \
         default_input_size(train[0].load_image().shape[:2])
@@ -89,7 +89,7 @@ def train_from_args(args: argparse.Namespace) -> int:
     if args.name:
         overrides["name"] = args.name
     try:
-        detector = create_detector(kind, weights=args.weights, **overrides)
+        detector = create_detector(kind, weights=args.weights, device=args.device, **overrides)
     except WeightsUnavailable as exc:
         raise SystemExit(f"{exc}") from None
     print(f"training {kind} ({spec.cls.Config(**{**spec.defaults, **overrides}).model_dump()})"

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kensa.models.artifacts import save, write_config
+from kensa.models.artifacts import load_detector, save, write_config
+from kensa.models.data.augment import resize_mask
 from kensa.models.data.samples import Sample
 from kensa.models.detectors.gradcam import grad_cam
 from kensa.models.imaging import to_tensor
-from kensa.models.registry import create_detector, load_detector
-from kensa.models.training.augment import resize_mask
+from kensa.models.registry import create_detector
 from kensa.models.types import Task, Verdict
 from tests import shapes
 from tests.shapes import IMAGE, INPUT, LABELS

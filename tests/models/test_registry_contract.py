@@ -8,8 +8,8 @@ import pytest
 from kensa.models import Detection, Task, Verdict, create_detector, list_detectors, load_detector
 from kensa.models.artifacts import save
 from kensa.models.backbones import WeightsUnavailable
+from kensa.models.base import Detector
 from kensa.models.data.synthetic import SteelStripGenerator
-from kensa.models.detectors.base import Detector
 from kensa.models.registry import get_spec, register_detector
 from kensa.models.types import LearnsFrom
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kensa.models.artifacts import save, write_config
+from kensa.models.artifacts import load_detector, save, write_config
 from kensa.models.data.rle import rle_decode, rle_encode
-from kensa.models.registry import create_detector, load_detector
+from kensa.models.registry import create_detector
 from kensa.models.training.eval_supervised import evaluate_segmenter
 from kensa.models.types import Task, Verdict
 from tests.shapes import IMAGE, INPUT, LABELS, make_samples

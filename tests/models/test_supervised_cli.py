@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from kensa.cli import main
+from kensa.models.artifacts import load_detector
 from kensa.models.data.synthetic import write_dataset
-from kensa.models.registry import load_detector
 
 TRAIN_ARGS = ["--weights", "packaged", "--epochs", "2", "--img-size", "64x256", "--batch", "4",
               "--seed", "0"]
@@ -103,3 +103,82 @@ def test_train_refuses_random_init_without_being_asked(data, tmp_path):
     with pytest.raises(SystemExit, match="no packaged weights"):
         main(["train", "classify", "--data", str(data), "--out", str(tmp_path / "b3"),
               "--arch", "classifier", "--weights", "packaged", "--epochs", "1"])
+
+
+def _mmseg_dataset(root: Path) -> Path:
+    """Synthetic strips in the mmseg layout (img_dir/ann_dir per split, class_names.txt)."""
+    from PIL import Image
+
+    from kensa.models.data.synthetic import DEFECT_CLASSES, SteelStripGenerator, class_index_mask
+
+    gen = SteelStripGenerator(size=(64, 256), seed=5)
+    root.mkdir(parents=True)
+    (root / "class_names.txt").write_text("\n".join(["_background_", *DEFECT_CLASSES]) + "\n")
+    index = 0
+    for split, n in (("train", 10), ("val", 3), ("test", 3)):
+        for _ in range(n):
+            strip = gen.defective(index) if index % 3 else gen.good(index)
+            index += 1
+            for folder, array in (("img_dir", strip.image),
+                                  ("ann_dir", class_index_mask(strip.masks, gen.size))):
+                (root / folder / split).mkdir(parents=True, exist_ok=True)
+                suffix = "jpg" if folder == "img_dir" else "png"
+                Image.fromarray(array).save(root / folder / split / f"{strip.name}.{suffix}")
+    return root
+
+
+def test_train_segment_with_the_mmseg_layout(tmp_path):
+    """The CLI once kept its own layout list and refused ``--layout mmseg``."""
+    data = _mmseg_dataset(tmp_path / "mmseg")
+    out = tmp_path / "seg-mmseg"
+    args = ["train", "segment", "--data", str(data), "--layout", "mmseg", "--out", str(out),
+            "--arch", "segmenter_lite0", *TRAIN_ARGS]
+    args[args.index("--epochs") + 1] = "1"
+    assert main(args) == 0
+    detector = load_detector(out)
+    assert detector.metadata.training_data["layout"] == "mmseg"
+    assert set(detector.labels) <= {"pitted_surface", "crazing", "scratches", "patches"}
+
+
+def _choices(parser, *path: str) -> dict[str, list[str]]:
+    """The option -> choices of the subcommand at ``path`` of the kensa parser."""
+    for name in path:
+        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+        parser = sub.choices[name]
+    return {a.option_strings[0]: list(a.choices) for a in parser._actions
+            if a.option_strings and a.choices is not None}
+
+
+def test_every_cli_choice_comes_from_its_registry():
+    from kensa.cli import build_parser
+    from kensa.models.data import layouts
+    from kensa.models.data.layouts import list_layouts, register_layout
+    from kensa.models.registry import list_detectors
+
+    kinds = {spec.kind: spec for spec in list_detectors()}
+    for task in ("classify", "segment"):
+        choices = _choices(build_parser(), "train", task)
+        assert choices["--layout"] == ["auto", *list_layouts()]
+        assert choices["--arch"] == [k for k, s in kinds.items() if s.task.value == task]
+    anomaly = _choices(build_parser(), "train", "anomaly")
+    assert anomaly["--detector"] == [k for k, s in kinds.items()
+                                     if s.learns_from.value == "good-only"]
+    assert _choices(build_parser(), "eval")["--layout"] == ["auto", *list_layouts()]
+
+    @register_layout("test-only-layout")
+    def _load(root):  # a layout registered from outside the CLI shows up in its choices
+        raise NotImplementedError
+
+    try:
+        assert "test-only-layout" in _choices(build_parser(), "train", "segment")["--layout"]
+    finally:
+        layouts._LOADERS.pop("test-only-layout")
+
+
+def test_unknown_choices_are_refused_by_the_parser(tmp_path, capsys):
+    for bad in (["--layout", "nonsense"], ["--arch", "classifier"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", "segment", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                  *bad])
+        assert exc.value.code == 2
+        assert "invalid choice" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -16,7 +17,7 @@ from torch import nn
 from kensa.models.backbones import WeightsOrigin
 from kensa.models.data.samples import Sample
 from kensa.models.device import default_device
-from kensa.models.types import Detection, Task
+from kensa.models.types import Detection, LearnsFrom, Task
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,32 @@ class ArtifactMetadata(BaseModel):
     notes: str = ""
 
 
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A registered detector kind: what it does, what it learns from, how to build it."""
+
+    kind: str
+    task: Task
+    learns_from: LearnsFrom
+    cls: type[Detector]
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    quick: dict[str, Any] = field(default_factory=dict)
+    """Config overrides for a fit in seconds (demo model, contract tests)."""
+
+    def config(self, **overrides: Any):
+        """The detector's validated config: class defaults < registered defaults < overrides."""
+        return self.cls.Config(**{**self.defaults, **overrides})
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.config().input_size)  # type: ignore[return-value]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config().labels)
+
+
 class Detector(ABC):
     """Base of every registered detector.
 
@@ -65,20 +92,20 @@ class Detector(ABC):
     Config: ClassVar[type[DetectorConfig]] = DetectorConfig
     Post: ClassVar[type[Postprocess]] = Postprocess
 
-    def __init__(self, config: DetectorConfig, *, weights: str = "auto", kind: str) -> None:
-        from kensa.models.registry import get_spec
-
-        self.kind = kind
-        self.spec = get_spec(kind)
+    def __init__(self, config: DetectorConfig, *, spec: DetectorSpec, weights: str = "auto",
+                 device: str | None = None) -> None:
+        self.kind = spec.kind
+        self.spec = spec
         self.config = config
         self.post = self.Post()
-        self.device = default_device()
+        self.device = default_device(device)
         with torch.random.fork_rng(devices=[]):  # same config, same start: whatever ran before
             torch.manual_seed(getattr(config, "seed", 0))
             self.model, origin = self.build_model(weights)
         self.model.to(self.device).eval()
         self.metadata = ArtifactMetadata(
-            kind=kind, name=config.name or kind, task=self.spec.task, weights=origin.as_dict()
+            kind=self.kind, name=config.name or self.kind, task=spec.task,
+            weights=origin.as_dict()
         )
 
     # -- what subclasses provide -------------------------------------------------------------
@@ -127,8 +154,6 @@ class Detector(ABC):
         raise NotImplementedError(f"{self.kind} has no adjustable threshold")
 
     def to(self, device: str) -> Detector:
-        import torch
-
         self.device = torch.device(device)
         self.model.to(self.device)
         return self
