@@ -68,8 +68,8 @@ def _img_size(text: str) -> tuple[int, int]:
 
 def _common_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset root")
-    p.add_argument("--layout", choices=RegistryChoices(_layouts, "auto"), default="auto", metavar="LAYOUT",
-                   help="dataset layout: %(choices)s (default: auto = detect)")
+    p.add_argument("--layout", choices=RegistryChoices(_layouts, "auto"), default="auto",
+                   metavar="LAYOUT", help="dataset layout: %(choices)s (default: auto = detect)")
     p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
     p.add_argument("--name", help="instance name shown in the service (default: the kind)")
     p.add_argument("--img-size", type=_img_size, help="input size HxW (e.g. 256x1600)")
@@ -115,8 +115,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev = subparsers.add_parser("eval", help="held-out metrics of a trained artifact")
     ev.add_argument("artifact", type=Path)
     ev.add_argument("--data", type=Path, required=True)
-    ev.add_argument("--layout", choices=RegistryChoices(_layouts, "auto"), default="auto", metavar="LAYOUT",
-                    help="dataset layout: %(choices)s (default: auto = detect)")
+    ev.add_argument("--layout", choices=RegistryChoices(_layouts, "auto"), default="auto",
+                    metavar="LAYOUT", help="dataset layout: %(choices)s (default: auto = detect)")
     ev.add_argument("--split", default="test",
                     help="split to score (default: test); 'all'; for anomaly detectors "
                     "'unseen' = every image but the good training images they fitted on")

@@ -11,6 +11,7 @@ from typing import Any
 from kensa.models.artifacts import load_detector
 from kensa.models.imaging import is_image_file, read_rgb
 from kensa.models.types import Detection
+from kensa.models.visualize import render_overlay
 
 
 def expand_images(paths: Iterable[Path]) -> list[Path]:
@@ -52,7 +53,6 @@ def predict_from_args(args: argparse.Namespace) -> int:
         detection = detector.predict(image)
         entry = {"image": str(path), **detection_summary(detection)}
         if args.overlay_dir:
-            from kensa.models.visualize import render_overlay
 
             target = args.overlay_dir / f"{path.stem}.png"
             render_overlay(image, [detection]).save(target)

@@ -17,8 +17,9 @@ from typing import Any
 import anyio
 import numpy as np
 
-from kensa.models.artifacts import CONFIG_FILE, load_detector, write_config
+from kensa.models.artifacts import CONFIG_FILE, load_detector, save, write_config
 from kensa.models.base import Detector
+from kensa.models.data.synthetic import SteelStripGenerator
 from kensa.models.registry import create_detector
 from kensa.models.types import Detection
 
@@ -63,8 +64,6 @@ def artifact_dirs(model_dir: Path) -> list[Path]:
 def fit_demo_detector(model_dir: Path, n_good: int = 40,
                       size: tuple[int, int] = DEMO_STRIP_SIZE) -> Path:
     """Fit the demo PatchCore on synthetic good strips and save it under ``model_dir``."""
-    from kensa.models.artifacts import save
-    from kensa.models.data.synthetic import SteelStripGenerator
 
     log.warning("no detectors in %s: fitting a demo PatchCore on %d synthetic strips",
                 model_dir, n_good)

@@ -23,6 +23,7 @@ from torch import nn
 from kensa.models.backbones import WeightsOrigin, create_backbone
 from kensa.models.base import Detector, DetectorConfig, Postprocess
 from kensa.models.data.samples import Sample
+from kensa.models.detectors.fitting import prepare_training_data, train_loop
 from kensa.models.detectors.gradcam import grad_cam
 from kensa.models.imaging import resize_map, to_tensor
 from kensa.models.registry import register_detector
@@ -102,7 +103,6 @@ class DefectClassifier(Detector):
         """Train on ``train``, stop early and tune per-class thresholds on ``val`` (held out
         from ``train`` when not given). Options: ``out_dir`` (checkpoint + curves),
         ``resume``, ``progress``."""
-        from kensa.models.detectors.fitting import prepare_training_data, train_loop
 
         cfg = self.config
         train, val, train_ds, val_ds, loader = prepare_training_data(

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm.auto import tqdm
 
-from kensa.models.data.augment import resize_image, resize_mask
+from kensa.models.data.augment import resize_image, resize_mask, train_transform
 from kensa.models.data.samples import Sample
 from kensa.models.imaging import to_tensor
 
@@ -296,7 +296,6 @@ def prepare_training_data(cfg: Any, train: Sequence[Sample], val: Sequence[Sampl
     """Hold out validation if needed, build the augmented training set and its loader from a
     detector config (seed, input_size, labels, flips/rotate/photometric, batch_size, workers);
     ``target`` is ``"labels"`` or ``"masks"``; ``balanced`` samples classes evenly."""
-    from kensa.models.data.augment import train_transform
 
     torch.manual_seed(cfg.seed)
     train, val = hold_out_validation(train, val, seed=cfg.seed)

@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kensa.models.backbones import WeightsOrigin, create_backbone
+from kensa.models.data.robust import random_pose
 from kensa.models.detectors.anomaly import AnomalyConfig, AnomalyDetector
 from kensa.models.imaging import to_tensor
 from kensa.models.registry import register_detector
@@ -177,7 +178,6 @@ class Flow(AnomalyDetector):
     def fit_good(self, images: Sequence[np.ndarray], epochs: int | None = None,
                  batch_size: int | None = None, augment: bool | None = None,
                  **_: Any) -> dict[str, Any]:
-        from kensa.models.data.robust import random_pose
 
         cfg = self.config
         epochs = epochs or cfg.epochs

@@ -25,6 +25,7 @@ from kensa.models.backbones import WeightsOrigin, WeightsUnavailable, create_bac
 from kensa.models.base import Detector, DetectorConfig, Postprocess
 from kensa.models.data.samples import Sample
 from kensa.models.detectors.classifier import STEEL_CLASSES
+from kensa.models.detectors.fitting import prepare_training_data, train_loop
 from kensa.models.imaging import resize_map, to_tensor
 from kensa.models.registry import register_detector
 from kensa.models.types import Detection, Finding, Task, Verdict
@@ -132,7 +133,6 @@ class DefectSegmenter(Detector):
             **options: Any) -> dict[str, Any]:
         """Train on ``train`` (good images = empty masks), stop early on validation dice and
         tune the post-processing on ``val``. Options: ``out_dir``, ``resume``, ``progress``."""
-        from kensa.models.detectors.fitting import prepare_training_data, train_loop
 
         cfg = self.config
         train, val, _, val_ds, loader = prepare_training_data(

@@ -20,8 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from kensa.models.artifacts import save
+from kensa.models.data.layouts import load_dataset
 from kensa.models.data.samples import Sample
 from kensa.models.imaging import is_image_file
+from kensa.models.registry import create_detector, get_spec
 from kensa.models.training.eval_anomaly import evaluate_anomaly, evaluation_samples
 
 log = logging.getLogger(__name__)
@@ -59,7 +62,6 @@ def load_training_data(root: Path, layout: str = "auto", seed: int = 0
         summary = {"root": str(root), "layout": "good-only folder", "n_train_good": len(train),
                    "n_val_good": len(val)}
         return train, val, val, "val", summary
-    from kensa.models.data.layouts import load_dataset
 
     dataset = load_dataset(root, layout=layout, seed=seed)
     train, val = list(dataset.split("train")), list(dataset.split("val"))
@@ -114,8 +116,6 @@ def print_summary(kind: str, fit: dict[str, Any], evaluation: dict[str, Any]) ->
 
 def train_from_args(args: argparse.Namespace) -> int:
     """Handler of ``kensa train anomaly`` (arguments parsed in ``models.cli``)."""
-    from kensa.models.artifacts import save
-    from kensa.models.registry import create_detector, get_spec
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.manual_seed(args.seed)

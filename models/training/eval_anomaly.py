@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,9 +23,7 @@ from tqdm.auto import tqdm
 
 from kensa.models.data.robust import describe_protocol, pose_copies
 from kensa.models.data.samples import Sample
-
-if TYPE_CHECKING:
-    from kensa.models.detectors.anomaly import AnomalyDetector
+from kensa.models.detectors.anomaly import AnomalyDetector
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from sklearn.metrics import (
 from tqdm.auto import tqdm
 
 from kensa.models.base import Detector
+from kensa.models.data.robust import POSE_CHANGES, describe_protocol
 from kensa.models.data.samples import Sample
 from kensa.models.imaging import resize_map
 from kensa.models.types import Task
@@ -265,7 +266,6 @@ def plot_examples(examples, path: Path) -> Path:
 # -- robustness -------------------------------------------------------------------------------
 def _robust(detector, samples: Sequence[Sample], progress: bool) -> dict[str, Any]:
     """The same metrics on seed 001's rotated/shifted/scaled copies of every sample."""
-    from kensa.models.data.robust import POSE_CHANGES, describe_protocol
 
     posed: list[Sample] = []
     for sample in tqdm(samples, desc="pose copies", disable=not progress, leave=False):

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from kensa.models.artifacts import load_detector
+from kensa.models.data.layouts import load_dataset
+from kensa.models.training.eval_anomaly import evaluate_anomaly, evaluation_samples
+from kensa.models.training.eval_supervised import evaluate_supervised
 from kensa.models.types import Task
 
 log = logging.getLogger(__name__)
@@ -21,7 +24,6 @@ SPLIT_KEYS = ("seed", "val_fraction", "test_fraction", "dedupe")
 
 def load_split(data: Path, layout: str, split: str, training_data: dict[str, Any]):
     """``(dataset, samples)`` of ``split`` (``all`` = every sample), split as at training."""
-    from kensa.models.data.layouts import load_dataset
 
     accepted = inspect.signature(load_dataset).parameters
     recorded = {k: training_data[k] for k in SPLIT_KEYS if k in training_data and k in accepted}
@@ -46,14 +48,12 @@ def evaluate_artifact(artifact: str | Path, data: str | Path, layout: str = "aut
                                   detector.metadata.training_data)
     plots = Path(plots) if plots else None
     if detector.task == Task.ANOMALY:
-        from kensa.models.training.eval_anomaly import evaluate_anomaly, evaluation_samples
 
         if unseen:  # good-only fits never see defects: score all but the good train images
             samples, split = evaluation_samples(dataset)
 
         metrics = evaluate_anomaly(detector, samples, robust=robust, plots=plots, split=split)
     else:
-        from kensa.models.training.eval_supervised import evaluate_supervised
 
         metrics = evaluate_supervised(detector, samples, robust=robust, plots=plots)
     return {"artifact": str(artifact), "detector": detector.kind, "name": detector.name,

@@ -14,7 +14,10 @@ from typing import Any
 
 from kensa.models.artifacts import save
 from kensa.models.backbones import WeightsUnavailable, hub_reachable
+from kensa.models.data.augment import aspect_kept_size
+from kensa.models.data.layouts import load_dataset
 from kensa.models.registry import create_detector, get_spec, list_detectors
+from kensa.models.training.eval_supervised import evaluate_supervised
 from kensa.models.types import Task
 
 log = logging.getLogger(__name__)
@@ -58,14 +61,11 @@ def resolve_kind(task: str, arch: str | None, weights: str, backbone: str | None
 
 def default_input_size(shape: tuple[int, int]) -> tuple[int, int]:
     """Aspect kept, short side at most ``MAX_SHORT_SIDE`` (no upscaling), multiples of 32."""
-    from kensa.models.data.augment import aspect_kept_size
 
     return aspect_kept_size(shape, short_side=min(MAX_SHORT_SIDE, min(shape)))
 
 
 def train_from_args(args: argparse.Namespace) -> int:
-    from kensa.models.data.layouts import load_dataset
-    from kensa.models.training.eval_supervised import evaluate_supervised
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
