@@ -19,6 +19,7 @@ import anyio
 import numpy as np
 from PIL import Image, ImageOps
 from sqlalchemy import Engine, case, distinct, exists, func, literal_column, select
+from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
 from kensa.backend.records import (
@@ -293,12 +294,16 @@ class Filters:
             out.append(Inspection.verdict != Verdict.DEFECT.value)
         if self.station is not None:
             out.append(Inspection.station == self.station)
+        # Aliased and correlated to the inspection only: the stats queries join Finding
+        # themselves, and an un-aliased subquery would correlate that away (no FROM clause).
         if self.labels:
-            out.append(exists().where(Finding.inspection_id == Inspection.id,
-                                      Finding.label.in_(self.labels)))
+            labelled = aliased(Finding)
+            out.append(exists().where(labelled.inspection_id == Inspection.id,
+                                      labelled.label.in_(self.labels)).correlate(Inspection))
         if self.detector is not None:
-            out.append(exists().where(DetectorRun.inspection_id == Inspection.id,
-                                      DetectorRun.detector == self.detector))
+            run = aliased(DetectorRun)
+            out.append(exists().where(run.inspection_id == Inspection.id,
+                                      run.detector == self.detector).correlate(Inspection))
         return out
 
 

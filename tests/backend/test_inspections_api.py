@@ -283,3 +283,23 @@ async def test_stats_buckets(service: Service, strips) -> None:
                        {"bucket": "day", "start": "2000-01-01", "end": "2026-01-01"}):
         response = await service.client.get("/api/v1/stats", params=bad_params)
         assert response.status_code == 422, (bad_params, response.text)
+
+
+async def test_stats_with_label_and_detector_filters(service: Service, strips) -> None:
+    """The Charts screen sends the label filter; it once answered 500 (SQLAlchemy correlated
+    the label subquery away because the stats queries join findings themselves)."""
+    r = await _seed(service, strips)
+    labelled = [v for v in r.values() if "anomaly" in v["labels"]]
+    response = await service.client.get("/api/v1/stats", params=[
+        ("bucket", "day"), ("label", "anomaly"), ("label", "no-such-label")])
+    assert response.status_code == 200, response.text
+    totals = response.json()["totals"]
+    assert totals["total"] == len(labelled)
+    assert totals["by_label"] == ({"anomaly": len(labelled)} if labelled else {})
+    name = r["good_a"]["detectors"][0]["name"]
+    both = await service.client.get("/api/v1/stats", params={"label": "anomaly",
+                                                             "detector": name})
+    assert both.status_code == 200 and both.json()["totals"]["total"] == len(labelled)
+    none = await service.client.get("/api/v1/stats", params={"label": "no-such-label"})
+    assert none.status_code == 200 and none.json()["totals"] == {
+        "total": 0, "defective": 0, "defect_ratio": None, "by_label": {}}
