@@ -464,7 +464,10 @@ def stats(engine: Engine, filters: Filters, bucket: str) -> StatsPublic:
             total, defective = counts.get(b, (0, 0))
             buckets.append(StatsBucket(start=b, total=total, defective=defective,
                                        by_label=by_label.get(b, {})))
-            day = next_bucket(day, bucket)
+            try:
+                day = next_bucket(day, bucket)
+            except OverflowError:  # the last bucket of year 9999
+                break
     total = sum(t for t, _ in counts.values())
     defective = sum(d for _, d in counts.values())
     return StatsPublic(bucket=bucket, buckets=buckets, totals=StatsTotals(

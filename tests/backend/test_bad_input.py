@@ -63,6 +63,12 @@ def _cases(strip: np.ndarray) -> dict[str, tuple[dict, int]]:
                               "data": {"detectors": "patchcore,nonesuch"}}, 422),
         "station too long": ({"files": {"image": ("a.png", png, "image/png")},
                               "data": {"station": "x" * 101}}, 422),
+        "NUL byte in the station": ({"files": {"image": ("a.png", png, "image/png")},
+                                     "data": {"station": "line\x001"}}, 422),
+        "NUL byte in the operator": ({"files": {"image": ("a.png", png, "image/png")},
+                                      "data": {"operator": "\x00"}}, 422),
+        "NUL byte in the note": ({"files": {"image": ("a.png", png, "image/png")},
+                                  "data": {"note": "dent\x00 near the edge"}}, 422),
     }
 
 
@@ -71,6 +77,7 @@ def _cases(strip: np.ndarray) -> dict[str, tuple[dict, int]]:
     "truncated JPEG", "PNG with a broken checksum", "declared text/plain", "JSON body",
     "urlencoded body", "no image field", "over the size limit", "decompression bomb",
     "too small to inspect", "unknown detector", "station too long",
+    "NUL byte in the station", "NUL byte in the operator", "NUL byte in the note",
 ])
 async def test_rejected_and_nothing_left_behind(strict_service: Service, strips,
                                                 case: str) -> None:
@@ -130,3 +137,35 @@ async def test_failed_transaction_removes_its_blobs(sqlite_service: Service, str
     assert sqlite_service.files() == files
     image = await sqlite_service.client.get(kept["image_url"])
     assert image.status_code == 200
+
+
+@pytest.mark.parametrize(("path", "params"), [
+    ("/api/v1/inspections", {"offset": str(2**63)}),
+    ("/api/v1/inspections", {"offset": str(10**30)}),
+    ("/api/v1/inspections", {"end": "9999-12-31"}),
+    ("/api/v1/inspections", {"start": "0001-01-01T00:00:00+05:00"}),
+    ("/api/v1/stats", {"end": "9999-12-31"}),
+    ("/api/v1/stats", {"start": "0001-01-01T00:00:00+05:00", "bucket": "month"}),
+    ("/api/v1/stats", {"start": "0001-01-01", "end": "2026-01-01"}),  # too many buckets
+])
+async def test_out_of_range_queries_are_422(service: Service, path: str, params: dict) -> None:
+    """These once answered 500 (integer and date overflows in SQL or in Python)."""
+    response = await service.client.get(path, params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"]
+
+
+async def test_finding_index_past_the_int_range_is_422(service: Service, strips) -> None:
+    record = (await service.upload(encode(strips.defective(1).image))).json()
+    base = f"/api/v1/inspections/{record['id']}/findings"
+    assert (await service.client.get(f"{base}/2147483648/mask")).status_code == 422
+    assert (await service.client.get(f"{base}/0/mask")).status_code == 422
+    assert (await service.client.get(f"{base}/2147483647/mask")).status_code == 404
+
+
+async def test_stats_of_the_last_buckets_of_year_9999(service: Service) -> None:
+    for bucket in ("day", "week", "month"):
+        response = await service.client.get("/api/v1/stats", params={
+            "start": "9999-12-01", "end": "9999-12-30T23:59:59", "bucket": bucket})
+        assert response.status_code == 200, (bucket, response.text)
+        assert response.json()["buckets"][-1]["start"].startswith("9999-12")

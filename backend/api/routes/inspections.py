@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -21,6 +22,12 @@ from kensa.models.types import Verdict
 from kensa.models.visualize import LAYERS
 
 CACHE = {"Cache-Control": "private, max-age=86400"}
+MAX_OFFSET = 1_000_000_000
+MAX_DB_INT = 2**31 - 1  # the id columns are 32-bit on PostgreSQL
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+"""No control characters (PostgreSQL refuses NUL in text)."""
+PRINTABLE_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+"""As PRINTABLE, but a note may hold tabs and line breaks."""
 
 
 class MultipartOnlyRoute(APIRoute):
@@ -66,11 +73,12 @@ def parse_when(value: str | None, name: str, *, end: bool = False) -> datetime |
             return start + timedelta(days=1) if end else start
         if "T" in text and text.count(" ") == 1:  # an unescaped '+' in the query string
             text = text.replace(" ", "+")
-        moment = datetime.fromisoformat(text)
+        moment = service.utc(datetime.fromisoformat(text))
+        return moment + timedelta(microseconds=1) if end else moment
     except ValueError:
         raise _bad_query(name, value, "not an ISO 8601 date or datetime") from None
-    moment = service.utc(moment)
-    return moment + timedelta(microseconds=1) if end else moment
+    except OverflowError:  # 9999-12-31 as an end, year 1 east of UTC ...
+        raise _bad_query(name, value, "date out of range (years 1 to 9999 in UTC)") from None
 
 
 def get_filters(
@@ -106,9 +114,9 @@ FiltersDep = Annotated[service.Filters, Depends(get_filters)]
 async def create_inspection(
     image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, BMP, TIFF, WebP)")],
     settings: SettingsDep, engine: EngineDep, store: StoreDep, pool: PoolDep,
-    station: Annotated[str | None, Form(max_length=100)] = None,
-    operator: Annotated[str | None, Form(max_length=100)] = None,
-    note: Annotated[str | None, Form(max_length=2000)] = None,
+    station: Annotated[str | None, Form(max_length=100, pattern=PRINTABLE)] = None,
+    operator: Annotated[str | None, Form(max_length=100, pattern=PRINTABLE)] = None,
+    note: Annotated[str | None, Form(max_length=2000, pattern=PRINTABLE_TEXT)] = None,
     detectors: Annotated[str | None, Form(description="comma-separated names; default all")]
     = None,
 ) -> InspectionPublic:
@@ -140,7 +148,7 @@ async def create_inspection(
 async def list_inspections(
     engine: EngineDep, filters: FiltersDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> InspectionList:
     """Inspections newest first; ``total`` and ``defect_ratio`` cover the whole filtered set."""
     items, total, ratio = await anyio.to_thread.run_sync(
@@ -198,7 +206,9 @@ async def get_overlay(
 
 
 @router.get("/{inspection_id}/findings/{finding_id}/mask", response_class=FileResponse)
-async def get_finding_mask(inspection_id: uuid.UUID, finding_id: int, engine: EngineDep,
+async def get_finding_mask(inspection_id: uuid.UUID,
+                           finding_id: Annotated[int, PathParam(ge=1, le=MAX_DB_INT)],
+                           engine: EngineDep,
                            store: StoreDep) -> FileResponse:
     """A finding's mask as a 1-bit PNG at the photo's size."""
     key = await anyio.to_thread.run_sync(service.finding_mask_blob, engine, inspection_id,
