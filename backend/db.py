@@ -8,11 +8,15 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session, create_engine
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+CONNECT_TIMEOUT_S = 5
+"""A database server that does not answer costs a request at most this long, never a hang."""
+SQLITE_OUTAGES = ("database is locked", "unable to open database", "disk I/O error")
 
 
 def make_engine(url: str) -> Engine:
@@ -29,7 +33,34 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                         connect_args=connect_args)
+
+
+def reachable(engine: Engine) -> bool:
+    """True when a ``SELECT 1`` succeeds (within the connect timeout)."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except (DBAPIError, OSError):
+        return False
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the database cannot be reached" (answer 503, retry later) rather
+    than a bug or bad data (500). SQLite reports a missing table as an OperationalError too:
+    only its locking and file errors count there."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, InterfaceError):
+        return True
+    if isinstance(exc, OperationalError):
+        if type(exc.orig).__module__.startswith("sqlite3"):
+            return any(s in str(exc.orig) for s in SQLITE_OUTAGES)
+        return True
+    return False
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

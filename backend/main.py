@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,6 +29,8 @@ from kensa.backend.services.storage import BlobStore
 log = logging.getLogger(__name__)
 API_V1 = "/api/v1"
 MULTIPART_OVERHEAD = 1024 * 1024  # form fields and boundaries on top of the photo
+DB_RETRY_S = 5
+MAX_ECHO = 200  # characters of a rejected input a 422 body repeats
 
 
 async def _load_detectors(app: FastAPI) -> None:
@@ -47,18 +50,51 @@ async def _load_detectors(app: FastAPI) -> None:
         app.state.load_error = f"{type(exc).__name__}: {exc}"
 
 
+async def _migrate_or_retry(app: FastAPI, tasks: anyio.abc.TaskGroup) -> None:
+    """Migrate before serving when the database answers (the usual case); otherwise serve at
+    once (503 until it answers) and keep migrating in the background."""
+    try:
+        await anyio.to_thread.run_sync(db.upgrade, app.state.engine)
+        app.state.db_ready, app.state.db_error = True, None
+    except Exception as exc:
+        if not db.is_outage(exc):
+            raise
+        tasks.start_soon(_migrate, app)
+
+
+async def _migrate(app: FastAPI) -> None:
+    """Migrate the database; while it cannot be reached, keep trying (requests get 503 and
+    /readyz says why) instead of exiting."""
+    while True:
+        try:
+            await anyio.to_thread.run_sync(db.upgrade, app.state.engine, abandon_on_cancel=True)
+        except Exception as exc:
+            if not db.is_outage(exc):
+                raise
+            app.state.db_error = f"database unreachable: {type(exc).__name__}"
+            log.warning("database unreachable at start (%s); retrying in %s s", exc.__class__
+                        .__name__, DB_RETRY_S)
+            await anyio.sleep(DB_RETRY_S)
+            continue
+        app.state.db_error = None
+        app.state.db_ready = True
+        return
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     settings.ensure_dirs()
     engine = db.make_engine(settings.database_url)
-    await anyio.to_thread.run_sync(db.upgrade, engine)
     app.state.engine = engine
+    app.state.db_ready = False
+    app.state.db_error = "the database is being migrated"
     app.state.store = BlobStore(settings.storage_dir)
     app.state.pool = None
     app.state.load_error = None
     try:
         async with anyio.create_task_group() as tasks:
+            await _migrate_or_retry(app, tasks)
             tasks.start_soon(_load_detectors, app)
             yield
             tasks.cancel_scope.cancel()
@@ -91,6 +127,8 @@ class DeclaredSizeGuard:
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str | bytes) and len(value) > MAX_ECHO:
+        return f"{value[:MAX_ECHO]!s}... ({len(value)} characters)"
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -102,6 +140,17 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     """FastAPI's 422, made safe for inputs JSON cannot carry (NaN, infinity)."""
     return JSONResponse(status_code=422,
                         content={"detail": _json_safe(jsonable_encoder(exc.errors()))})
+
+
+async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+    """An unreachable database is an outage (503, retry), not a bug (500)."""
+    if db.is_outage(exc):
+        log.warning("database unreachable on %s %s: %s", request.method, request.url.path,
+                    exc.__class__.__name__)
+        return JSONResponse(status_code=503, headers={"Retry-After": str(DB_RETRY_S)},
+                            content={"detail": "the database cannot be reached; "
+                                               "try again in a few seconds"})
+    return await _unhandled(request, exc)
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
@@ -125,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.load_error = None
     app.add_exception_handler(Exception, _unhandled)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.include_router(health.router)
     max_body = settings.max_upload_bytes + MULTIPART_OVERHEAD
     app.include_router(api_router, prefix=API_V1, max_body_size=max_body)

@@ -17,7 +17,12 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_engine(request: Request) -> Engine:
-    return request.app.state.engine
+    """The database engine; 503 while the database has not been reached and migrated."""
+    state = request.app.state
+    if not getattr(state, "db_ready", False):
+        raise HTTPException(status_code=503, headers={"Retry-After": "5"},
+                            detail=getattr(state, "db_error", None) or "database not ready")
+    return state.engine
 
 
 def get_store(request: Request) -> BlobStore:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+
+from kensa.backend import db
 
 router = APIRouter(tags=["health"])
 
@@ -16,8 +19,19 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """200 once the database is migrated and the detectors are loaded; 503 before."""
+    """200 once the database is migrated and reachable and the detectors are loaded; 503
+    (saying which) otherwise."""
     state = request.app.state
+    engine = getattr(state, "engine", None)
+    if engine is None:
+        return JSONResponse(status_code=503, content={"status": "loading",
+                                                      "detail": "the service is starting"})
+    if not getattr(state, "db_ready", False):
+        return JSONResponse(status_code=503, headers={"Retry-After": "5"}, content={
+            "status": "database", "detail": getattr(state, "db_error", None) or "not ready"})
+    if not await anyio.to_thread.run_sync(db.reachable, engine):
+        return JSONResponse(status_code=503, headers={"Retry-After": "5"}, content={
+            "status": "database", "detail": "the database cannot be reached"})
     pool = getattr(state, "pool", None)
     if pool is None:
         error = getattr(state, "load_error", None)
