@@ -11,16 +11,19 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kensa.backend import db
-from kensa.backend.api.main import api_router
+from kensa.backend.api.main import api_router, fallback_router
 from kensa.backend.api.routes import health
 from kensa.backend.config import Settings
 from kensa.backend.services.inference import DetectorPool
@@ -158,6 +161,51 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=500, content={"detail": "internal server error"})
 
 
+class UnhandledErrors:
+    """Answer an unhandled error with a JSON 500 and keep the connection open: Starlette's
+    outermost handler re-raises after answering, and the server then drops a keep-alive
+    connection that a tablet would reuse."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = JSONResponse(status_code=500, content={"detail": "internal server error"})
+            await response(scope, receive, send)
+
+
+def _swagger_ui(app: FastAPI) -> None:
+    """The API docs page with Swagger UI's files served from here: it works on a plant
+    network with no internet (FastAPI's default loads them from a CDN)."""
+    assets = f"{API_V1}/docs/assets"
+    app.mount(assets, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+              name="swagger-ui")
+
+    @app.get(f"{API_V1}/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "", title=f"{app.title} API",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon-32x32.png")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     app = FastAPI(
@@ -166,7 +214,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         openapi_url=f"{API_V1}/openapi.json",
-        docs_url=f"{API_V1}/docs",
+        docs_url=None,  # served by _swagger_ui, without a CDN
         redoc_url=None,
     )
     app.state.settings = settings
@@ -178,5 +226,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     max_body = settings.max_upload_bytes + MULTIPART_OVERHEAD
     app.include_router(api_router, prefix=API_V1, max_body_size=max_body)
+    _swagger_ui(app)
+    app.include_router(fallback_router, prefix=API_V1)
     app.add_middleware(DeclaredSizeGuard, max_body_size=max_body)
+    app.add_middleware(UnhandledErrors)
     return app

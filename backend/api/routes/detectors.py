@@ -6,7 +6,7 @@ import anyio
 from fastapi import APIRouter, HTTPException
 
 from kensa.backend.api.deps import PoolDep
-from kensa.contract.schemas import DetectorPublic, ThresholdUpdate
+from kensa.contract.schemas import DetectorPublic, ErrorBody, ThresholdUpdate
 
 router = APIRouter(prefix="/detectors", tags=["detectors"])
 
@@ -18,7 +18,8 @@ async def list_detectors(pool: PoolDep) -> list[DetectorPublic]:
     return [DetectorPublic(**loaded.describe()) for loaded in pool.all()]
 
 
-@router.patch("/{name}", response_model=DetectorPublic)
+@router.patch("/{name}", response_model=DetectorPublic,
+              responses={404: {"model": ErrorBody, "description": "no such detector"}})
 async def update_detector(name: str, body: ThresholdUpdate, pool: PoolDep) -> DetectorPublic:
     """Change a decision threshold now; it is saved to the artifact's config.json."""
     if name not in pool:

@@ -18,10 +18,12 @@ from kensa.backend.api.deps import EngineDep, PoolDep, SettingsDep, StoreDep
 from kensa.backend.records import InspectionList, InspectionPublic
 from kensa.backend.services import inspections as service
 from kensa.backend.services.images import ImageRejected, check_declared_type
+from kensa.contract.schemas import ErrorBody
 from kensa.models.types import Verdict
 from kensa.models.visualize import LAYERS
 
 CACHE = {"Cache-Control": "private, max-age=86400"}
+NOT_FOUND = {404: {"model": ErrorBody, "description": "no such inspection (or finding)"}}
 MAX_OFFSET = 1_000_000_000
 MAX_DB_INT = 2**31 - 1  # the id columns are 32-bit on PostgreSQL
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
@@ -51,6 +53,12 @@ class MultipartOnlyRoute(APIRoute):
 upload_router = APIRouter(prefix="/inspections", tags=["inspections"],
                           route_class=MultipartOnlyRoute)
 router = APIRouter(prefix="/inspections", tags=["inspections"])
+
+
+def _id_route(method: str, path: str, **kwargs: Any):
+    """A route under ``/inspections/{id}``: documents its 404."""
+    return router.api_route(path, methods=[method],
+                            responses={**NOT_FOUND, **kwargs.pop("responses", {})}, **kwargs)
 
 
 # -- query parsing --------------------------------------------------------------------------------
@@ -109,9 +117,11 @@ FiltersDep = Annotated[service.Filters, Depends(get_filters)]
 @upload_router.post("", status_code=201, response_model=InspectionPublic,
                     responses={413: {"description": "file or image too large"},
                                415: {"description": "not a supported image"},
-                               422: {"description": "empty, truncated or invalid input"},
+                               422: {"model": ErrorBody,
+                                     "description": "empty, truncated or invalid input"},
                                503: {"description": "detectors still loading"}})
 async def create_inspection(
+    request: Request,
     image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, BMP, TIFF, WebP)")],
     settings: SettingsDep, engine: EngineDep, store: StoreDep, pool: PoolDep,
     station: Annotated[str | None, Form(max_length=100, pattern=PRINTABLE)] = None,
@@ -121,6 +131,8 @@ async def create_inspection(
     = None,
 ) -> InspectionPublic:
     """Inspect one photo with the chosen detectors and store the record."""
+    if len((await request.form()).getlist("image")) != 1:
+        raise HTTPException(422, "send exactly one 'image' part (one photo per inspection)")
     names = [n.strip() for n in (detectors or "").split(",") if n.strip()]
     try:
         selected = pool.select(names)
@@ -160,7 +172,7 @@ def _not_found(inspection_id: uuid.UUID) -> HTTPException:
     return HTTPException(404, f"no inspection {inspection_id}")
 
 
-@router.get("/{inspection_id}", response_model=InspectionPublic)
+@_id_route("GET", "/{inspection_id}", response_model=InspectionPublic)
 async def get_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> InspectionPublic:
     record = await anyio.to_thread.run_sync(service.get_public, engine, inspection_id)
     if record is None:
@@ -168,7 +180,7 @@ async def get_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> Inspect
     return record
 
 
-@router.get("/{inspection_id}/image", response_class=FileResponse)
+@_id_route("GET", "/{inspection_id}/image", response_class=FileResponse)
 async def get_image(inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep
                     ) -> FileResponse:
     """The original photo, byte for byte."""
@@ -179,8 +191,8 @@ async def get_image(inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep
                         media_type=inspection.image_content_type, headers=CACHE)
 
 
-@router.get("/{inspection_id}/overlay", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}})
+@_id_route("GET", "/{inspection_id}/overlay", response_class=Response,
+           responses={200: {"content": {"image/png": {}}}})
 async def get_overlay(
     inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep,
     layers: Annotated[str | None, Query(
@@ -205,7 +217,7 @@ async def get_overlay(
     return Response(png, media_type="image/png", headers=CACHE)
 
 
-@router.get("/{inspection_id}/findings/{finding_id}/mask", response_class=FileResponse)
+@_id_route("GET", "/{inspection_id}/findings/{finding_id}/mask", response_class=FileResponse)
 async def get_finding_mask(inspection_id: uuid.UUID,
                            finding_id: Annotated[int, PathParam(ge=1, le=MAX_DB_INT)],
                            engine: EngineDep,
@@ -218,7 +230,7 @@ async def get_finding_mask(inspection_id: uuid.UUID,
     return FileResponse(store.path(key), media_type="image/png", headers=CACHE)
 
 
-@router.delete("/{inspection_id}", status_code=204)
+@_id_route("DELETE", "/{inspection_id}", status_code=204)
 async def delete_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> Response:
     """Soft delete: hidden from lists and stats until restored."""
     record = await anyio.to_thread.run_sync(service.set_deleted, engine, inspection_id, True)
@@ -227,7 +239,7 @@ async def delete_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> Resp
     return Response(status_code=204)
 
 
-@router.post("/{inspection_id}/restore", response_model=InspectionPublic)
+@_id_route("POST", "/{inspection_id}/restore", response_model=InspectionPublic)
 async def restore_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> InspectionPublic:
     """Undo a soft delete."""
     record = await anyio.to_thread.run_sync(service.set_deleted, engine, inspection_id, False)
