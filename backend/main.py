@@ -24,9 +24,9 @@ from kensa.backend.api.routes import health
 from kensa.backend.config import Settings
 from kensa.backend.services.inference import DetectorPool
 from kensa.backend.services.storage import BlobStore
+from kensa.contract.constants import API_PREFIX
 
 log = logging.getLogger(__name__)
-API_V1 = "/api/v1"
 MULTIPART_OVERHEAD = 1024 * 1024  # form fields and boundaries on top of the photo
 
 
@@ -71,7 +71,7 @@ class DeclaredSizeGuard:
     than the limit (FastAPI's own limit also counts streamed bytes, but answers in plain text
     when Content-Length alone gives it away)."""
 
-    def __init__(self, app: ASGIApp, max_body_size: int, prefix: str = API_V1) -> None:
+    def __init__(self, app: ASGIApp, max_body_size: int, prefix: str = API_PREFIX) -> None:
         self.app = app
         self.max_body_size = max_body_size
         self.prefix = prefix
@@ -116,8 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Visual inspection of steel surfaces: detectors, inspections, statistics.",
         version="0.1.0",
         lifespan=lifespan,
-        openapi_url=f"{API_V1}/openapi.json",
-        docs_url=f"{API_V1}/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
     )
     app.state.settings = settings
@@ -127,6 +127,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(health.router)
     max_body = settings.max_upload_bytes + MULTIPART_OVERHEAD
-    app.include_router(api_router, prefix=API_V1, max_body_size=max_body)
+    app.include_router(api_router, prefix=API_PREFIX, max_body_size=max_body)
     app.add_middleware(DeclaredSizeGuard, max_body_size=max_body)
     return app
