@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
-import mimetypes
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-DEFAULT_SERVER = "http://127.0.0.1:8000"
-API = "/api/v1"
+from kensa.contract.constants import DEFAULT_SERVER_URL
+
+if TYPE_CHECKING:
+    from kensa.contract.client import ApiClient, ApiError
+    from kensa.contract.schemas import DetectorPublic
+
+T = TypeVar("T")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     detectors = subparsers.add_parser("detectors", help="list the detectors a service runs")
     source = detectors.add_mutually_exclusive_group()
-    source.add_argument("--server", help=f"service URL (default {DEFAULT_SERVER})")
+    source.add_argument("--server", help=f"service URL (default {DEFAULT_SERVER_URL})")
     source.add_argument("--model-dir", type=Path, help="list artifacts in a folder instead")
     detectors.add_argument("--json", action="store_true")
     detectors.set_defaults(handler=detectors_command)
@@ -41,31 +47,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _server_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default=DEFAULT_SERVER,
-                        help=f"service URL (default {DEFAULT_SERVER})")
+    parser.add_argument("--server", default=DEFAULT_SERVER_URL,
+                        help=f"service URL (default {DEFAULT_SERVER_URL})")
 
 
 # -- client commands ------------------------------------------------------------------------------
-class CommandError(Exception):
-    pass
-
-
-def _request(method: str, server: str, path: str, **kwargs: Any) -> Any:
-    import httpx
+def _call(server: str, request: Callable[[ApiClient], Awaitable[T]]) -> T:
+    """Run one ``request`` against ``server`` with the contract's API client."""
+    from kensa.contract.client import ApiClient
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request INFO lines
-    url = server.rstrip("/") + path
-    try:
-        response = httpx.request(method, url, timeout=120, **kwargs)
-    except httpx.TransportError as exc:
-        raise CommandError(f"cannot reach {server} ({exc}); start it with `kensa serve`") from exc
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            detail = response.text
-        raise CommandError(f"{method} {path}: {response.status_code} {detail}")
-    return response.json() if response.content else None
+
+    async def run() -> T:
+        async with ApiClient(server) as api:
+            return await request(api)
+
+    return asyncio.run(run())
+
+
+def _problem(exc: ApiError, server: str) -> str:
+    if exc.unreachable:
+        reason = exc.__cause__ or exc.message
+        return f"cannot reach {server} ({reason}); start it with `kensa serve`"
+    return f"error {exc.status}: {exc.message}" if exc.status else exc.message
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -81,26 +85,31 @@ def _fmt(value: float | None) -> str:
 
 
 def inspect_command(args: argparse.Namespace) -> int:
-    records, rows, failed = [], [], 0
-    form = {k: v for k, v in {"station": args.station, "operator": args.operator,
-                              "note": args.note, "detectors": args.detectors}.items() if v}
-    notices = set()
+    from kensa.contract.client import ApiError
+
+    records: list[dict[str, Any]] = []
+    rows, failed, notices = [], 0, set()
+    form = {"station": args.station or "", "operator": args.operator or "",
+            "note": args.note or "",
+            "detectors": [d for d in (args.detectors or "").split(",") if d]}
     for path in args.images:
         try:
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             with path.open("rb") as fh:
-                record = _request("POST", args.server, f"{API}/inspections", data=form,
-                                  files={"image": (path.name, fh, content_type)})
-        except (OSError, CommandError) as exc:
+                record = _call(args.server, lambda api, fh=fh, name=path.name:
+                               api.create_inspection(fh, name, **form))
+        except OSError as exc:
             failed += 1
             print(f"{path}: {exc}", file=sys.stderr)
             continue
-        records.append({"file": str(path), **record})
-        if record.get("notice"):
-            notices.add(record["notice"])
-        rows.append([path.name, record["verdict"], _fmt(record["anomaly_score"]),
-                     ",".join(record["labels"]) or "-", str(len(record["findings"])),
-                     record["id"]])
+        except ApiError as exc:
+            failed += 1
+            print(f"{path}: {_problem(exc, args.server)}", file=sys.stderr)
+            continue
+        records.append({"file": str(path), **record.model_dump(mode="json")})
+        if record.notice:
+            notices.add(record.notice)
+        rows.append([path.name, record.verdict, _fmt(record.anomaly_score),
+                     ",".join(record.labels) or "-", str(len(record.findings)), str(record.id)])
     if args.json:
         print(json.dumps(records, indent=2))
     else:
@@ -111,52 +120,50 @@ def inspect_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _artifact_rows(model_dir: Path) -> list[dict[str, Any]]:
+def _artifact_rows(model_dir: Path) -> list[DetectorPublic]:
     from kensa.backend.services.inference import artifact_dirs
+    from kensa.contract.schemas import DetectorPublic
     from kensa.models.artifacts import load_detector
 
-    out = []
-    for directory in artifact_dirs(model_dir):
-        out.append({**load_detector(directory, device="cpu").describe(),
-                    "artifact": directory.name})
-    return out
+    return [DetectorPublic(**{**load_detector(directory, device="cpu").describe(),
+                              "artifact": directory.name})
+            for directory in artifact_dirs(model_dir)]
+
+
+def _threshold_text(threshold: float | dict[str, float] | None) -> str:
+    if isinstance(threshold, dict):
+        return ", ".join(f"{k}={v:.3g}" for k, v in threshold.items())
+    return "-" if threshold is None else f"{threshold:.4g}"
 
 
 def detectors_command(args: argparse.Namespace) -> int:
+    from kensa.contract.client import ApiError
+
+    server = args.server or DEFAULT_SERVER_URL
     try:
-        if args.model_dir:
-            items = _artifact_rows(args.model_dir)
-        else:
-            items = _request("GET", args.server or DEFAULT_SERVER, f"{API}/detectors")
-    except CommandError as exc:
-        print(exc, file=sys.stderr)
+        items = (_artifact_rows(args.model_dir) if args.model_dir
+                 else _call(server, lambda api: api.detectors()))
+    except ApiError as exc:
+        print(_problem(exc, server), file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(items, indent=2))
+        print(json.dumps([d.model_dump(mode="json") for d in items], indent=2))
         return 0
-    rows = []
-    for d in items:
-        threshold = d.get("threshold")
-        if isinstance(threshold, dict):
-            threshold = ", ".join(f"{k}={v:.3g}" for k, v in threshold.items())
-        elif threshold is not None:
-            threshold = f"{threshold:.4g}"
-        rows.append([d["name"], d.get("kind", "-"), d["task"], d["version"],
-                     threshold or "-", ",".join(d.get("labels", [])),
-                     "yes" if d.get("demo") else ""])
+    rows = [[d.name, d.kind or "-", d.task, d.version, _threshold_text(d.threshold),
+             ",".join(d.labels), "yes" if d.demo else ""] for d in items]
     print(_table(rows, ["name", "kind", "task", "version", "threshold", "labels", "demo"])
           if rows else "no detectors")
     return 0
 
 
 def threshold_command(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"threshold": args.value}
-    if args.label:
-        body["label"] = args.label
+    from kensa.contract.client import ApiError
+
     try:
-        described = _request("PATCH", args.server, f"{API}/detectors/{args.name}", json=body)
-    except CommandError as exc:
-        print(exc, file=sys.stderr)
+        described = _call(args.server, lambda api: api.set_threshold(args.name, args.value,
+                                                                     args.label))
+    except ApiError as exc:
+        print(_problem(exc, args.server), file=sys.stderr)
         return 1
-    print(f"{described['name']}: threshold now {described['threshold']}")
+    print(f"{described.name}: threshold now {described.threshold}")
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, computed_field
+from pydantic import AliasChoices, Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("kensa-data")
@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     serve_client: bool = Field(True, description="mount the web client at /")
     device: str | None = Field(
         None, description="where detectors run (cpu, cuda, cuda:1); default cuda when present"
+    )
+    client_api_url: str | None = Field(
+        None, validation_alias=AliasChoices("KENSA_CLIENT_API_URL", "client_api_url"),
+        description="where the web client's sessions call the API; default: the address "
+                    "the server was reached at",
+    )
+    web_secret_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("KENSA_WEB_SECRET_KEY", "FLET_SECRET_KEY",
+                                      "web_secret_key"),
+        description="signs the web client's upload URLs; default: a new random key per start",
     )
 
     @computed_field  # type: ignore[prop-decorator]

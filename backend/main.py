@@ -28,9 +28,9 @@ from kensa.backend.api.routes import health
 from kensa.backend.config import Settings
 from kensa.backend.services.inference import DetectorPool
 from kensa.backend.services.storage import BlobStore
+from kensa.contract.constants import API_PREFIX
 
 log = logging.getLogger(__name__)
-API_V1 = "/api/v1"
 MULTIPART_OVERHEAD = 1024 * 1024  # form fields and boundaries on top of the photo
 DB_RETRY_S = 5
 MAX_ECHO = 200  # characters of a rejected input a 422 body repeats
@@ -110,7 +110,7 @@ class DeclaredSizeGuard:
     than the limit (FastAPI's own limit also counts streamed bytes, but answers in plain text
     when Content-Length alone gives it away)."""
 
-    def __init__(self, app: ASGIApp, max_body_size: int, prefix: str = API_V1) -> None:
+    def __init__(self, app: ASGIApp, max_body_size: int, prefix: str = API_PREFIX) -> None:
         self.app = app
         self.max_body_size = max_body_size
         self.prefix = prefix
@@ -193,11 +193,11 @@ class UnhandledErrors:
 def _swagger_ui(app: FastAPI) -> None:
     """The API docs page with Swagger UI's files served from here: it works on a plant
     network with no internet (FastAPI's default loads them from a CDN)."""
-    assets = f"{API_V1}/docs/assets"
+    assets = f"{API_PREFIX}/docs/assets"
     app.mount(assets, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
               name="swagger-ui")
 
-    @app.get(f"{API_V1}/docs", include_in_schema=False)
+    @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=app.openapi_url or "", title=f"{app.title} API",
@@ -213,7 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Visual inspection of steel surfaces: detectors, inspections, statistics.",
         version="0.1.0",
         lifespan=lifespan,
-        openapi_url=f"{API_V1}/openapi.json",
+        openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,  # served by _swagger_ui, without a CDN
         redoc_url=None,
     )
@@ -225,9 +225,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(DBAPIError, _database_error)
     app.include_router(health.router)
     max_body = settings.max_upload_bytes + MULTIPART_OVERHEAD
-    app.include_router(api_router, prefix=API_V1, max_body_size=max_body)
+    app.include_router(api_router, prefix=API_PREFIX, max_body_size=max_body)
     _swagger_ui(app)
-    app.include_router(fallback_router, prefix=API_V1)
+    app.include_router(fallback_router, prefix=API_PREFIX)
     app.add_middleware(DeclaredSizeGuard, max_body_size=max_body)
     app.add_middleware(UnhandledErrors)
     return app

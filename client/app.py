@@ -17,7 +17,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import flet as ft
 
-from kensa.client.api import ApiClient
 from kensa.client.offline_queue import PhotoQueue
 from kensa.client.state import AppState, ClientSettings
 from kensa.client.views.capture import CaptureView
@@ -27,6 +26,7 @@ from kensa.client.views.detail import DetailView
 from kensa.client.views.history import HistoryView
 from kensa.client.views.result import ResultView
 from kensa.client.views.settings import SettingsView
+from kensa.contract.client import ApiClient
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,8 @@ def App(state: AppState, picker: ft.FilePicker, save_settings, web: bool):
             await state.load_stats()
         elif state.route == "/capture":
             state.refresh_queue()
+        elif state.route == "/demo":
+            await state.load_samples()
 
     ft.use_effect(load_for_route, dependencies=[state.route])
 

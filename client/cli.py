@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kensa.contract.constants import DEFAULT_SERVER_URL
+
 DEFAULT_HOME = Path.home() / ".kensa"
 
 
@@ -16,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--server", default=None,
                         help="server URL, e.g. http://192.168.1.20:8000 (default: the one saved "
-                             "in Settings, else http://127.0.0.1:8000)")
+                             f"in Settings, else {DEFAULT_SERVER_URL})")
     parser.add_argument("--queue-dir", type=Path, default=DEFAULT_HOME / "queue",
                         help="where photos wait while the server cannot be reached")
     parser.add_argument("--web", action="store_true",
@@ -25,12 +27,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_client)
 
 
+async def server_answers(url: str) -> bool:
+    """True when the kensa server at ``url`` is ready to inspect."""
+    from kensa.contract.client import ApiClient
+
+    async with ApiClient(url, timeout=5) as api:
+        return await api.ready()
+
+
 def run_client(args: argparse.Namespace) -> int:
+    import asyncio
+    import sys
+
     import flet as ft
 
     from kensa.client.app import make_main
 
-    main = make_main(args.server or "http://127.0.0.1:8000", queue_dir=args.queue_dir,
+    if args.server:
+        state = "is ready" if asyncio.run(server_answers(args.server)) else (
+            "does not answer yet; photos wait on this device until it does")
+        print(f"kensa client: the server at {args.server} {state}", file=sys.stderr, flush=True)
+    main = make_main(args.server or DEFAULT_SERVER_URL, queue_dir=args.queue_dir,
                      web=False, server_override=args.server)
     ft.run(main, view=ft.AppView.WEB_BROWSER if args.web else ft.AppView.FLET_APP,
            port=args.port, no_cdn=True)

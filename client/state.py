@@ -6,14 +6,17 @@ and the unit tests.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import flet as ft
 
-from kensa.client.api import ApiClient, ApiError, Query
 from kensa.client.offline_queue import PhotoQueue, QueuedPhoto
+from kensa.contract.client import ApiClient, ApiError, InspectionId, Query
+from kensa.contract.constants import ANOMALY_LABEL, DEFAULT_SERVER_URL
+from kensa.contract.schemas import FindingPublic, InspectionPublic, SamplePublic, StatsPublic
 
 ROLES = ("operator", "manager")
 THEMES = ("light", "dark", "system")
@@ -26,7 +29,7 @@ VERDICT_WORDS = {"ok": "OK", "defect": "Defect", "review": "Needs review"}
 class ClientSettings:
     """What a tablet remembers about itself (persisted client-side)."""
 
-    server_url: str = "http://127.0.0.1:8000"
+    server_url: str = DEFAULT_SERVER_URL
     station: str = "line-1"
     operator: str = ""
     role: str = "manager"  # operator | manager (no real auth yet: the seam for it)
@@ -92,18 +95,19 @@ class AppState:
     notice: str = ""  # the last good news (sent, restored, ...)
     online: bool = True
     photo: Photo | None = None
-    current: dict[str, Any] | None = None  # the inspection on the result / detail screen
+    current: InspectionPublic | None = None  # the inspection on the result / detail screen
     layers: tuple[str, ...] = ("masks",)
     queue: list[QueuedPhoto] = field(default_factory=list)
     filters: HistoryFilter = field(default_factory=HistoryFilter)
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[InspectionPublic] = field(default_factory=list)
     history_total: int = 0
     defect_ratio: float = 0.0
-    last_deleted: dict[str, Any] | None = None
+    last_deleted: uuid.UUID | None = None  # the inspection an undo would restore
     bucket: str = "day"
-    stats: dict[str, Any] | None = None
+    stats: StatsPublic | None = None
     highlight: str | None = None  # label highlighted in the charts
     demo_step: int = 1
+    samples: list[SamplePublic] = field(default_factory=list)  # the demo booth's strips
     page_size: int = PAGE_SIZE
     settings_version: int = 0  # bumped after settings change (views re-read inputs)
 
@@ -136,7 +140,7 @@ class AppState:
         self.error = ""
         self.photo = Photo(filename=filename, data=data)
 
-    async def send_photo(self, note: str = "") -> dict[str, Any] | None:
+    async def send_photo(self, note: str = "") -> InspectionPublic | None:
         """Send the previewed photo. If the server cannot be reached it is queued on the device."""
         if self.photo is None:
             self.error = "Take or pick a photo first."
@@ -169,10 +173,10 @@ class AppState:
         self.route = "/result"
         return record
 
-    def show_record(self, record: dict[str, Any]) -> None:
+    def show_record(self, record: InspectionPublic) -> None:
         self.current = record
-        default = "masks" if any(f.get("label") for f in record.get("findings", [])) else None
-        has_map = record.get("anomaly_score") is not None
+        default = "masks" if any(f.label for f in record.findings) else None
+        has_map = record.anomaly_score is not None
         self.layers = tuple(x for x in (default, "heatmap" if has_map else None) if x)
 
     # queue ----------------------------------------------------------------------------------------
@@ -231,10 +235,9 @@ class AppState:
         finally:
             self.busy = ""
         self.online = True
-        items = list(page.get("items", []))
-        self.history = [*self.history, *items] if more else items
-        self.history_total = int(page.get("total", len(self.history)))
-        self.defect_ratio = float(page.get("defect_ratio") or 0.0)
+        self.history = [*self.history, *page.items] if more else list(page.items)
+        self.history_total = page.total
+        self.defect_ratio = page.defect_ratio or 0.0
 
     @property
     def has_more(self) -> bool:
@@ -248,7 +251,7 @@ class AppState:
         self.filters = self.filters.toggle_label(label)
         await self.load_history()
 
-    async def open_detail(self, inspection_id: int | str) -> None:
+    async def open_detail(self, inspection_id: InspectionId) -> None:
         try:
             record = await self.api.get_inspection(inspection_id)
         except ApiError as exc:
@@ -257,8 +260,8 @@ class AppState:
         self.show_record(record)
         self.route = "/detail"
 
-    async def delete(self, inspection_id: int | str) -> bool:
-        """Soft-delete; the record is kept in ``last_deleted`` for :meth:`undo_delete`."""
+    async def delete(self, inspection_id: uuid.UUID) -> bool:
+        """Soft-delete; the id is kept in ``last_deleted`` for :meth:`undo_delete`."""
         if not self.is_manager:
             self.error = "Only a manager can delete inspections."
             return False
@@ -267,23 +270,20 @@ class AppState:
         except ApiError as exc:
             self.error = f"Could not delete: {exc.message}"
             return False
-        removed = next((r for r in self.history if r.get("id") == inspection_id), None)
-        if removed is None and self.current and self.current.get("id") == inspection_id:
-            removed = dict(self.current)
-        self.last_deleted = dict(removed) if removed else {"id": inspection_id}
-        self.history = [r for r in self.history if r.get("id") != inspection_id]
+        self.last_deleted = inspection_id
+        self.history = [r for r in self.history if r.id != inspection_id]
         self.history_total = max(0, self.history_total - 1)
-        if self.current and self.current.get("id") == inspection_id:
+        if self.current and self.current.id == inspection_id:
             self.current = None
             self.route = "/history"
         return True
 
     async def undo_delete(self) -> bool:
-        record = self.last_deleted
-        if record is None:
+        inspection_id = self.last_deleted
+        if inspection_id is None:
             return False
         try:
-            await self.api.restore_inspection(record["id"])
+            await self.api.restore_inspection(inspection_id)
         except ApiError as exc:
             self.error = f"Could not restore: {exc.message}"
             return False
@@ -309,7 +309,26 @@ class AppState:
         self.highlight = None if label is None or label == self.highlight else label
 
     # demo booth -----------------------------------------------------------------------------------
-    async def demo_send(self, filename: str, data: bytes) -> dict[str, Any] | None:
+    async def load_samples(self) -> None:
+        """The demo booth's sample strips from the server (once; again after a failure)."""
+        if self.samples:
+            return
+        try:
+            self.samples = await self.api.samples()
+        except ApiError as exc:
+            self.error = f"The sample strips could not be loaded: {exc.message}"
+            self.online = not exc.unreachable
+
+    async def demo_send_sample(self, sample: SamplePublic) -> InspectionPublic | None:
+        try:
+            data = await self.api.fetch_bytes(sample.image_url)
+        except ApiError as exc:
+            self.error = f"The sample strip could not be loaded: {exc.message}"
+            self.online = not exc.unreachable
+            return None
+        return await self.demo_send(f"sample_{sample.name}.png", data)
+
+    async def demo_send(self, filename: str, data: bytes) -> InspectionPublic | None:
         self.set_photo(filename, data)
         self.demo_step = 2
         record = await self.send_photo(note="demo booth")
@@ -332,26 +351,22 @@ class AppState:
         self.clear_messages()
 
 
-def label_names(records: list[dict[str, Any]]) -> list[str]:
+def label_names(records: list[InspectionPublic]) -> list[str]:
     """Distinct finding labels in ``records``, sorted."""
-    return sorted({f["label"] for r in records for f in r.get("findings", []) if f.get("label")})
+    return sorted({f.label for r in records for f in r.findings if f.label})
 
 
-def explain(finding: dict[str, Any]) -> str:
+def explain(finding: FindingPublic) -> str:
     """One line, in words, of what a finding says."""
-    label = str(finding.get("label") or "anomaly").replace("_", " ")
-    score = finding.get("score")
-    area = finding.get("area_px")
-    detector = finding.get("detector") or "detector"
+    label = (finding.label or ANOMALY_LABEL).replace("_", " ")
     parts = [label.capitalize()]
-    if area:
-        parts.append(f"{int(area):,} pixels that look unlike good steel"
-                     if label == "anomaly" else f"over {int(area):,} pixels")
-    if score is not None:
-        parts.append(f"score {float(score):.2f}")
-    return f"{', '.join(parts)} (found by {detector})."
+    if finding.area_px:
+        parts.append(f"{finding.area_px:,} pixels that look unlike good steel"
+                     if label == ANOMALY_LABEL else f"over {finding.area_px:,} pixels")
+    parts.append(f"score {finding.score:.2f}")
+    return f"{', '.join(parts)} (found by {finding.detector or 'detector'})."
 
 
-def short_id(record: dict[str, Any]) -> str:
+def short_id(record: InspectionPublic) -> str:
     """A short, readable form of the record id (UUIDs are long)."""
-    return str(record.get("id", ""))[:8]
+    return str(record.id)[:8]

@@ -2,17 +2,15 @@
 
 Any tablet browser then opens ``http://<server>:<port>/``: no install. The Python side of each
 browser session runs in the server process and calls the API over HTTP at the server's own
-address (learnt from the first request, or ``KENSA_CLIENT_API_URL``); the browser loads photos
-and overlays from the same origin.
+address (learnt from the first request, or the ``api_url`` the composition root passes); the
+browser loads photos and overlays from the same origin.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import flet as ft
 import flet_web.fastapi as flet_fastapi
@@ -20,8 +18,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kensa.client.app import make_main
-
-API_URL_ENV = "KENSA_CLIENT_API_URL"
+from kensa.contract.constants import DEFAULT_SERVER_URL
 
 
 class ServerAddress:
@@ -35,7 +32,7 @@ class ServerAddress:
         if self.override:
             return self.override.rstrip("/")
         if self.seen is None:
-            return "http://127.0.0.1:8000"
+            return DEFAULT_SERVER_URL
         host, port = self.seen
         if host in ("", "0.0.0.0", "::"):
             host = "127.0.0.1"
@@ -54,8 +51,9 @@ class ServerAddress:
         return remember
 
 
-def build_flet_app(settings: Any, address: ServerAddress) -> FastAPI:
-    data_dir = Path(getattr(settings, "data_dir", "kensa-data"))
+def build_flet_app(address: ServerAddress, *, data_dir: Path, max_upload_bytes: int,
+                   secret_key: str | None = None) -> FastAPI:
+    """The Flet web app; its uploads and offline queue live under ``data_dir``."""
     upload_dir = (data_dir / "client-uploads").resolve()
     upload_dir.mkdir(parents=True, exist_ok=True)
     main = make_main(address.url, public_url="", queue_dir=data_dir / "client-queue", web=True)
@@ -67,16 +65,22 @@ def build_flet_app(settings: Any, address: ServerAddress) -> FastAPI:
         web_renderer=ft.WebRenderer.CANVAS_KIT,
         no_cdn=True,  # CanvasKit and fonts come from the server: works on an offline LAN
         upload_dir=str(upload_dir),
-        secret_key=os.environ.get("FLET_SECRET_KEY") or secrets.token_urlsafe(32),
-        max_upload_size=int(getattr(settings, "max_upload_bytes", 20 * 1024 * 1024)),
+        secret_key=secret_key or secrets.token_urlsafe(32),
+        max_upload_size=max_upload_bytes,
     )
 
 
-def mount_client(app: FastAPI, settings: Any) -> None:
-    """Mount the web client at "/" of ``app`` (mount it after the API routes)."""
-    override = getattr(settings, "client_api_url", None) or os.environ.get(API_URL_ENV)
-    address = ServerAddress(override)
-    app.mount("/", address.wrap(build_flet_app(settings, address)), name="client")
+def mount_client(app: FastAPI, *, data_dir: Path, max_upload_bytes: int,
+                 api_url: str | None = None, secret_key: str | None = None) -> None:
+    """Mount the web client at "/" of ``app`` (mount it after the API routes).
+
+    ``api_url``: where sessions call the API (default: the address the server was reached at);
+    ``secret_key``: signs upload URLs (default: a new random key).
+    """
+    address = ServerAddress(api_url)
+    flet_app = build_flet_app(address, data_dir=Path(data_dir), max_upload_bytes=max_upload_bytes,
+                              secret_key=secret_key)
+    app.mount("/", address.wrap(flet_app), name="client")
 
     # Mounted apps get no lifespan of their own: start Flet's session manager with the backend.
     inner = app.router.lifespan_context

@@ -132,3 +132,12 @@ class DetectorPublic(Schema):
 class ThresholdUpdate(BaseModel):
     threshold: float = Field(allow_inf_nan=False, description="new decision threshold")
     label: str | None = Field(None, description="which label's threshold, if several")
+
+
+class SamplePublic(Schema):
+    """A sample strip the demo booth offers, as ``GET /api/v1/samples`` lists it."""
+
+    name: str = Field(description="stable key: 'good' or a defect family")
+    title: str = Field(description="what a person reads, e.g. 'Scratches'")
+    image_url: str = Field(description="the full PNG")
+    thumbnail_url: str = Field(description="a small JPEG preview")

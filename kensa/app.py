@@ -16,5 +16,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.serve_client:
         from kensa.client.web import mount_client
 
-        mount_client(app, settings)
+        secret = settings.web_secret_key
+        mount_client(app, data_dir=settings.data_dir, max_upload_bytes=settings.max_upload_bytes,
+                     api_url=settings.client_api_url,
+                     secret_key=secret.get_secret_value() if secret else None)
     return app

@@ -38,12 +38,12 @@ from kensa.backend.records import (
 from kensa.backend.services.images import DecodedImage, decode_image
 from kensa.backend.services.inference import DEMO_NOTICE, DetectorPool, LoadedDetector
 from kensa.backend.services.storage import BlobStore
+from kensa.contract.constants import API_PREFIX
 from kensa.models.types import Detection, Task, Verdict
 from kensa.models.types import Finding as DetectedFinding
 from kensa.models.visualize import LAYERS, render_overlay
 
 log = logging.getLogger(__name__)
-API_PREFIX = "/api/v1"
 
 
 # -- encoding evidence as PNG ---------------------------------------------------------------------

@@ -1,32 +1,32 @@
-"""An inspection photo or overlay: by URL in the web client, by bytes elsewhere."""
+"""A picture the API serves (photo, overlay, sample): by URL in the web client, by bytes
+elsewhere."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import flet as ft
 
-from kensa.client.api import ApiError
 from kensa.client.state import AppState
+from kensa.contract.client import ApiError
 
 
 @ft.component
-def ApiImage(state: AppState, inspection_id: int | str, layers: Sequence[str] = (),
-             **image: Any):
+def ApiImage(state: AppState, path: str, **image: Any):
+    """``path`` is an API path such as ``api.image_path(...)`` or a sample's ``thumbnail_url``."""
     api = state.api
     data, set_data = ft.use_state(None)
 
     async def load():
         if api.inline_images:
             try:
-                set_data(await api.image_bytes(inspection_id, layers))
+                set_data(await api.fetch_bytes(path))
             except ApiError:
                 set_data(b"")
 
-    ft.use_effect(load, dependencies=[inspection_id, ",".join(layers), api.base_url])
+    ft.use_effect(load, dependencies=[path, api.base_url])
     if not api.inline_images:
-        return ft.Image(src=api.image_src(inspection_id, layers), gapless_playback=True, **image)
+        return ft.Image(src=api.src(path), gapless_playback=True, **image)
     if data is None:
         return ft.Container(alignment=ft.Alignment.CENTER, content=ft.ProgressRing())
     if not data:

@@ -6,19 +6,22 @@ Tapping a bar segment or a legend entry highlights that label and dims the other
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import flet as ft
 
-from kensa.client.components.palette import OK_COLOR, label_color, pretty
+from kensa.client.components.palette import OK_COLOR, pretty
+from kensa.contract.constants import label_hex
+from kensa.contract.schemas import StatsPublic
 
 DIM = 0.18
 
 
-def bucket_labels(stats: dict[str, Any]) -> list[str]:
-    found = set((stats.get("totals") or {}).get("by_label") or {})
-    for bucket in stats.get("buckets") or []:
-        found |= set(bucket.get("by_label") or {})
+def bucket_labels(stats: StatsPublic | None) -> list[str]:
+    if stats is None:
+        return []
+    found = set(stats.totals.by_label)
+    for bucket in stats.buckets:
+        found |= set(bucket.by_label)
     return sorted(found)
 
 
@@ -61,20 +64,20 @@ def Legend(labels: list[str], highlight: str | None, on_tap: Callable[[str | Non
         wrap=True,
         spacing=8,
         controls=[
-            *[chip(label, label_color(label), pretty(label)) for label in labels],
+            *[chip(label, label_hex(label), pretty(label)) for label in labels],
             chip("__ok__", OK_COLOR, "no defect"),
         ],
     )
 
 
 @ft.component
-def StackedBars(stats: dict[str, Any], highlight: str | None,
+def StackedBars(stats: StatsPublic | None, highlight: str | None,
                 on_tap: Callable[[str | None], None], kind: str = "day", height: int = 240):
-    buckets = stats.get("buckets") or []
+    buckets = stats.buckets if stats else []
     if not buckets:
         return ft.Text("No inspections in this period.", size=18)
     labels = bucket_labels(stats)
-    peak = max(max(int(b.get("total") or 0) for b in buckets), 1)
+    peak = max(max(b.total for b in buckets), 1)
     scale = height / peak
 
     def segment(label: str, count: float, color: str) -> ft.Control:
@@ -88,13 +91,12 @@ def StackedBars(stats: dict[str, Any], highlight: str | None,
 
     columns = []
     for position, bucket in enumerate(buckets):
-        total = int(bucket.get("total") or 0)
-        defective = int(bucket.get("defective") or 0)
-        by_label = {k: v for k, v in (bucket.get("by_label") or {}).items() if v}
+        total, defective = bucket.total, bucket.defective
+        by_label = {k: v for k, v in bucket.by_label.items() if v}
         labelled = sum(by_label.values())
         # A photo can carry several labels: label segments share the defective part.
         share = (defective / labelled) if labelled > defective > 0 else 1.0
-        parts = [segment(label, by_label[label] * share, label_color(label))
+        parts = [segment(label, by_label[label] * share, label_hex(label))
                  for label in reversed(labels) if label in by_label]
         if total - defective > 0:
             parts.append(segment("__ok__", total - defective, OK_COLOR))
@@ -110,7 +112,7 @@ def StackedBars(stats: dict[str, Any], highlight: str | None,
                     ft.Text(f"{shown}" if total else "", size=13,
                             text_align=ft.TextAlign.CENTER),
                     *parts,
-                    ft.Text(bucket_caption(bucket.get("start", ""), kind, position == 0),
+                    ft.Text(bucket_caption(bucket.start, kind, position == 0),
                             size=12, text_align=ft.TextAlign.CENTER, max_lines=1,
                             overflow=ft.TextOverflow.VISIBLE, no_wrap=True),
                 ],
@@ -124,12 +126,12 @@ def StackedBars(stats: dict[str, Any], highlight: str | None,
 
 
 @ft.component
-def RatioTrend(stats: dict[str, Any], kind: str = "day", height: int = 90):
-    buckets = stats.get("buckets") or []
+def RatioTrend(stats: StatsPublic | None, kind: str = "day", height: int = 90):
+    buckets = stats.buckets if stats else []
     cols = []
     for bucket in buckets:
-        total = int(bucket.get("total") or 0)
-        ratio = (int(bucket.get("defective") or 0) / total) if total else 0.0
+        total = bucket.total
+        ratio = (bucket.defective / total) if total else 0.0
         cols.append(
             ft.Column(
                 expand=len(buckets) > 12,

@@ -7,8 +7,9 @@ from typing import Any
 
 import flet as ft
 
-from kensa.client.components.palette import LABEL_COLORS, label_color, pretty
+from kensa.client.components.palette import pretty
 from kensa.client.state import AppState, HistoryFilter, label_names
+from kensa.contract.constants import LABEL_COLORS, label_hex
 
 DAYS = (("Today", 0), ("7 days", 7), ("30 days", 30), ("All time", None))
 VERDICT_CHOICES = (("OK", "ok"), ("Defect", "defect"), ("Needs review", "review"))
@@ -75,7 +76,7 @@ def FilterBar(state: AppState, on_change: Callable[[], Awaitable[Any]] | None = 
                 controls=[
                     *[
                         _chip(pretty(label), label in f.labels,
-                              lambda label=label: toggle_label(label), label_color(label))
+                              lambda label=label: toggle_label(label), label_hex(label))
                         for label in labels
                     ],
                     ft.TextField(

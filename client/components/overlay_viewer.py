@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import flet as ft
 
 from kensa.client.components.api_image import ApiImage
-from kensa.client.components.palette import label_color, pretty
+from kensa.client.components.palette import pretty
 from kensa.client.state import AppState, explain
+from kensa.contract.constants import ANOMALY_LABEL, label_hex
+from kensa.contract.schemas import FindingPublic
 
 LAYER_WORDS = {"masks": "Defect masks", "heatmap": "Anomaly heatmap", "gradcam": "Grad-CAM"}
 
@@ -36,7 +36,7 @@ def OverlayViewer(state: AppState, height: float = 320):
     record = state.current
     if record is None:
         return ft.Container()
-    width_px, height_px = record.get("width") or 4, record.get("height") or 3
+    width_px, height_px = record.width or 4, record.height or 3
     return ft.Column(
         spacing=8,
         controls=[
@@ -53,7 +53,7 @@ def OverlayViewer(state: AppState, height: float = 320):
                     max_scale=10,
                     boundary_margin=ft.Margin.all(40),
                     content=ApiImage(
-                        state, record["id"], state.layers,
+                        state, state.api.image_path(record.id, state.layers),
                         fit=ft.BoxFit.CONTAIN,
                         semantics_label="inspected photo with overlay",
                         error_content=ft.Text("The picture could not be loaded.",
@@ -68,28 +68,28 @@ def OverlayViewer(state: AppState, height: float = 320):
 
 
 @ft.component
-def FindingsList(findings: list[dict[str, Any]], size: int = 18, explain_lines: bool = False):
+def FindingsList(findings: list[FindingPublic], size: int = 18, explain_lines: bool = False):
     if not findings:
         return ft.Text("Nothing found on this photo.", size=size)
     rows = []
     for finding in findings:
-        label = str(finding.get("label") or "anomaly")
-        score = finding.get("score")
+        label = finding.label or ANOMALY_LABEL
+        score = finding.score
         rows.append(
             ft.Row(
                 spacing=12,
                 vertical_alignment=ft.CrossAxisAlignment.CENTER,
                 controls=[
                     ft.Container(width=18, height=18, border_radius=9,
-                                 bgcolor=label_color(label)),
+                                 bgcolor=label_hex(label)),
                     ft.Text(
                         explain(finding) if explain_lines else pretty(label),
                         size=size, expand=True, weight=ft.FontWeight.W_500,
                     ),
                     *(
                         []
-                        if explain_lines or score is None
-                        else [ft.Text(f"score {float(score):.2f}", size=size,
+                        if explain_lines
+                        else [ft.Text(f"score {score:.2f}", size=size,
                                       weight=ft.FontWeight.BOLD)]
                     ),
                 ],

@@ -16,7 +16,7 @@ BUCKETS = (("Per day", "day"), ("Per week", "week"), ("Per month", "month"))
 def ChartsView(state: AppState):
     if not state.is_manager:
         return ft.Text("Charts are for managers. Switch the role in Settings.", size=20)
-    stats = state.stats or {}
+    stats = state.stats
 
     async def reload():
         await state.load_stats()
@@ -28,10 +28,11 @@ def ChartsView(state: AppState):
         return ft.Chip(label=ft.Text(text, size=15), selected=state.bucket == value,
                        on_select=pick)
 
-    totals = stats.get("totals") or {}
-    total = int(totals.get("total") or 0)
-    defective = int(totals.get("defective") or 0)
-    by_label = totals.get("by_label") or {}
+    totals = stats.totals if stats else None
+    total = totals.total if totals else 0
+    defective = totals.defective if totals else 0
+    by_label = totals.by_label if totals else {}
+    ratio = (totals.defect_ratio if totals else None) or 0.0
     if state.highlight and state.highlight != "__ok__":
         focus = (f"{pretty(state.highlight)}: {by_label.get(state.highlight, 0)} "
                  f"of {total} inspections. Tap it again to show all labels.")
@@ -50,7 +51,7 @@ def ChartsView(state: AppState):
                     ft.Text("Charts", size=30, weight=ft.FontWeight.BOLD),
                     ft.Container(expand=True),
                     ft.Text(f"{total} inspections · {defective} with defects · "
-                            f"{float(totals.get('defect_ratio') or 0):.0%}", size=20,
+                            f"{ratio:.0%}", size=20,
                             weight=ft.FontWeight.W_500),
                 ],
             ),

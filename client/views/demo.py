@@ -10,9 +10,9 @@ from kensa.client.components.api_image import ApiImage
 from kensa.client.components.charts import StackedBars
 from kensa.client.components.overlay_viewer import FindingsList, OverlayViewer
 from kensa.client.components.verdict_badge import VerdictBadge
-from kensa.client.samples import demo_samples
 from kensa.client.state import AppState, short_id
 from kensa.client.views.capture import pick_photo
+from kensa.contract.schemas import SamplePublic
 
 STEPS = ("Take a photo", "Watch the analysis", "See what was found", "See it in the history")
 HUGE = 30
@@ -61,9 +61,9 @@ def DemoView(state: AppState, picker: ft.FilePicker):
         if picked:
             await state.demo_send(*picked)
 
-    def use_sample(filename: str, data: bytes):
+    def use_sample(sample: SamplePublic):
         async def handler():
-            await state.demo_send(filename, data)
+            await state.demo_send_sample(sample)
         return handler
 
     async def to_history():
@@ -74,24 +74,24 @@ def DemoView(state: AppState, picker: ft.FilePicker):
 
     body: list[ft.Control]
     if step == 1:
-        samples = demo_samples()
         body = [
             ft.Text("Point the camera at a steel surface and take a photo,", size=HUGE),
             ft.Text("or tap one of the sample strips below.", size=HUGE),
             big_button("Take a photo", ft.Icons.PHOTO_CAMERA, take_photo),
             ft.Column(spacing=10, controls=[
                 ft.Container(
-                    on_click=use_sample(name, data),
+                    on_click=use_sample(sample),
                     ink=True,
                     border_radius=10,
                     padding=6,
                     bgcolor=ft.Colors.SURFACE_CONTAINER,
                     content=ft.Row(controls=[
-                        ft.Text(title, size=22, width=200, weight=ft.FontWeight.W_500),
-                        ft.Image(src=thumb, height=56, expand=True, fit=ft.BoxFit.FILL),
+                        ft.Text(sample.title, size=22, width=200, weight=ft.FontWeight.W_500),
+                        ft.Container(height=56, expand=True, content=ApiImage(
+                            state, sample.thumbnail_url, height=56, fit=ft.BoxFit.FILL)),
                     ]),
                 )
-                for title, name, data, thumb in samples
+                for sample in state.samples
             ]),
         ]
     elif step == 2:
@@ -104,13 +104,13 @@ def DemoView(state: AppState, picker: ft.FilePicker):
     elif step == 3 and state.current is not None:
         record = state.current
         body = [
-            ft.Row(controls=[VerdictBadge(record.get("verdict", "review"), size=32),
+            ft.Row(controls=[VerdictBadge(record.verdict, size=32),
                              ft.Container(expand=True),
                              big_button("See it in the history", ft.Icons.ARROW_FORWARD,
                                         to_history)]),
             OverlayViewer(state, height=260),
             ft.Text("What was found and why", size=26, weight=ft.FontWeight.BOLD),
-            FindingsList(record.get("findings") or [], size=22, explain_lines=True),
+            FindingsList(record.findings, size=22, explain_lines=True),
         ]
     else:
         body = [
@@ -122,12 +122,13 @@ def DemoView(state: AppState, picker: ft.FilePicker):
                 ft.Container(
                     width=170, height=110, border_radius=10, bgcolor=ft.Colors.BLACK,
                     border=ft.Border.all(4, ft.Colors.PRIMARY)
-                    if state.current and r["id"] == state.current["id"] else None,
-                    content=ApiImage(state, r["id"], ("masks",), fit=ft.BoxFit.COVER),
+                    if state.current and r.id == state.current.id else None,
+                    content=ApiImage(state, state.api.image_path(r.id, ("masks",)),
+                                     fit=ft.BoxFit.COVER),
                 )
                 for r in state.history[:6]
             ]),
-            StackedBars(state.stats or {}, state.highlight, state.toggle_highlight, height=140),
+            StackedBars(state.stats, state.highlight, state.toggle_highlight, height=140),
             big_button("Start again", ft.Icons.REPLAY, again),
         ]
     if state.error and step != 2:

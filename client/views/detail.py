@@ -23,7 +23,7 @@ def DetailView(state: AppState):
         await state.undo_delete()
 
     async def delete():
-        if await state.delete(record["id"]):
+        if await state.delete(record.id):
             ft.context.page.show_dialog(ft.SnackBar(
                 content=ft.Text(f"Inspection #{short_id(record)} deleted.", size=18),
                 action=ft.SnackBarAction(label="Undo", on_click=undo),
@@ -41,7 +41,7 @@ def DetailView(state: AppState):
                 controls=[
                     ft.OutlinedButton("Back", icon=ft.Icons.ARROW_BACK, height=52, on_click=back),
                     ft.Text(f"Inspection #{short_id(record)}", size=28, weight=ft.FontWeight.BOLD),
-                    VerdictBadge(record.get("verdict", "review"), size=20),
+                    VerdictBadge(record.verdict, size=20),
                     ft.Container(expand=True),
                     *([ft.OutlinedButton(
                         "Delete", icon=ft.Icons.DELETE_OUTLINE, height=52, on_click=delete,
@@ -56,7 +56,7 @@ def DetailView(state: AppState):
                 controls=[
                     ft.Column(expand=True, controls=[
                         ft.Text("Findings", size=20, weight=ft.FontWeight.BOLD),
-                        FindingsList(record.get("findings") or []),
+                        FindingsList(record.findings),
                     ]),
                     ft.Column(expand=True, controls=[RecordFacts(record)]),
                 ],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import flet as ft
 
 from kensa.client.components.api_image import ApiImage
@@ -11,15 +9,16 @@ from kensa.client.components.filters import FilterBar
 from kensa.client.components.palette import VERDICTS, pretty
 from kensa.client.state import AppState, short_id
 from kensa.client.views.result import when
+from kensa.contract.schemas import InspectionPublic
 
 
 @ft.component
-def HistoryCard(state: AppState, record: dict[str, Any]):
+def HistoryCard(state: AppState, record: InspectionPublic):
     async def open_it():
-        await state.open_detail(record["id"])
+        await state.open_detail(record.id)
 
-    bg, icon, _ = VERDICTS.get(record.get("verdict", ""), ("#546E7A", ft.Icons.HELP, ""))
-    labels = sorted({pretty(f["label"]) for f in record.get("findings", []) if f.get("label")})
+    bg, icon, _ = VERDICTS.get(record.verdict, ("#546E7A", ft.Icons.HELP, ""))
+    labels = sorted({pretty(f.label) for f in record.findings if f.label})
     return ft.Container(
         border_radius=12,
         bgcolor=ft.Colors.SURFACE_CONTAINER,
@@ -32,7 +31,8 @@ def HistoryCard(state: AppState, record: dict[str, Any]):
                 ft.Container(
                     expand=True,
                     bgcolor=ft.Colors.BLACK,
-                    content=ApiImage(state, record["id"], ("masks",), fit=ft.BoxFit.COVER),
+                    content=ApiImage(state, state.api.image_path(record.id, ("masks",)),
+                                     fit=ft.BoxFit.COVER),
                 ),
                 ft.Container(
                     padding=10,
@@ -47,7 +47,7 @@ def HistoryCard(state: AppState, record: dict[str, Any]):
                                 ft.Text(f"#{short_id(record)}", size=13,
                                         color=ft.Colors.ON_SURFACE_VARIANT),
                             ]),
-                            ft.Text(f"{when(record)[:16]} · {record.get('station') or '-'}",
+                            ft.Text(f"{when(record)[:16]} · {record.station or '-'}",
                                     size=14, max_lines=1, overflow=ft.TextOverflow.ELLIPSIS),
                         ],
                     ),
@@ -74,7 +74,7 @@ def HistoryView(state: AppState):
         child_aspect_ratio=1.3,
         spacing=12,
         run_spacing=12,
-        controls=[HistoryCard(state, r, key=str(r["id"])) for r in state.history],
+        controls=[HistoryCard(state, r, key=str(r.id)) for r in state.history],
     )
     return ft.Column(
         expand=True,

@@ -2,40 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 import flet as ft
 
 from kensa.client.components.overlay_viewer import FindingsList, OverlayViewer
 from kensa.client.components.verdict_badge import VerdictBadge
 from kensa.client.state import AppState
+from kensa.contract.schemas import InspectionPublic, iso_utc
 
 
-def when(record: dict[str, Any]) -> str:
-    raw = str(record.get("created_at") or "")
-    try:
-        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return raw
-    return stamp.strftime("%Y-%m-%d %H:%M:%S")
+def when(record: InspectionPublic) -> str:
+    """When the photo was taken, UTC, to the second."""
+    return (iso_utc(record.created_at) or "")[:19].replace("T", " ")
 
 
-def detector_versions(record: dict[str, Any]) -> str:
-    items = record.get("detectors") or []
-    return ", ".join(f"{d.get('name')} {d.get('version') or ''}".strip() for d in items) or "-"
+def detector_versions(record: InspectionPublic) -> str:
+    return ", ".join(f"{d.name} {d.version or ''}".strip() for d in record.detectors) or "-"
 
 
 @ft.component
-def RecordFacts(record: dict[str, Any]):
-    score = record.get("anomaly_score")
+def RecordFacts(record: InspectionPublic):
+    score = record.anomaly_score
     facts = [
         ("Captured", when(record)),
-        ("Station", record.get("station") or "-"),
-        ("Operator", record.get("operator") or "-"),
+        ("Station", record.station or "-"),
+        ("Operator", record.operator or "-"),
         ("Detectors", detector_versions(record)),
-        ("Anomaly score", f"{float(score):.3f}" if score is not None else "-"),
-        ("Size", f"{record.get('width', '?')} × {record.get('height', '?')} px"),
+        ("Anomaly score", f"{score:.3f}" if score is not None else "-"),
+        ("Size", f"{record.width} × {record.height} px"),
     ]
     return ft.Column(
         spacing=4,
@@ -56,7 +49,7 @@ def ResultView(state: AppState):
     async def next_photo():
         state.go("/capture")
 
-    findings = record.get("findings") or []
+    findings = record.findings
     return ft.Column(
         expand=True,
         spacing=14,
@@ -66,15 +59,15 @@ def ResultView(state: AppState):
                 spacing=16,
                 vertical_alignment=ft.CrossAxisAlignment.CENTER,
                 controls=[
-                    VerdictBadge(record.get("verdict", "review"), size=26),
+                    VerdictBadge(record.verdict, size=26),
                     ft.Container(expand=True),
                     ft.FilledButton("Next photo", icon=ft.Icons.PHOTO_CAMERA, height=64,
                                     on_click=next_photo,
                                     style=ft.ButtonStyle(text_style=ft.TextStyle(size=20))),
                 ],
             ),
-            *([ft.Text(str(record["notice"]), size=16, color=ft.Colors.AMBER_900)]
-              if record.get("notice") else []),
+            *([ft.Text(record.notice, size=16, color=ft.Colors.AMBER_900)]
+              if record.notice else []),
             OverlayViewer(state, height=300),
             ft.Row(
                 vertical_alignment=ft.CrossAxisAlignment.START,

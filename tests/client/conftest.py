@@ -15,9 +15,9 @@ from client_testing import STRIP_SIZE, png
 
 from kensa.backend.config import Settings
 from kensa.backend.main import create_app
-from kensa.client.api import ApiClient
 from kensa.client.offline_queue import PhotoQueue
 from kensa.client.state import AppState, ClientSettings
+from kensa.contract.client import ApiClient
 from kensa.models import artifacts
 from kensa.models.data.synthetic import SteelStripGenerator
 from kensa.models.registry import create_detector, get_spec

@@ -8,9 +8,10 @@ from datetime import date
 import pytest
 from client_testing import closed_port
 
-from kensa.client.api import ApiClient
 from kensa.client.offline_queue import PhotoQueue
 from kensa.client.state import ClientSettings, HistoryFilter, explain
+from kensa.contract.client import ApiClient
+from kensa.contract.schemas import FindingPublic
 
 pytestmark = pytest.mark.anyio
 
@@ -25,9 +26,9 @@ async def test_send_photo_shows_the_result(backend, strips, make_state):
     assert record is not None
     assert state.route == "/result" and state.current == record
     assert state.photo is None and state.busy == ""
-    saved = await backend.api.get_inspection(record["id"])
-    assert (saved["station"], saved["operator"]) == ("line-7", "kim")
-    if record.get("anomaly_score") is not None:
+    saved = await backend.api.get_inspection(record.id)
+    assert (saved.station, saved.operator) == ("line-7", "kim")
+    if record.anomaly_score is not None:
         assert "heatmap" in state.layers
 
 
@@ -68,8 +69,8 @@ async def test_offline_photo_is_queued_on_disk_then_sent(backend, strips, make_s
     assert await state.flush_queue() == 1
     assert state.queue == [] and state.online
     assert "Sent 1 queued photo" in state.notice
-    [record] = (await backend.api.list_inspections())["items"]
-    assert (record["station"], record["operator"], record["note"]) == (
+    [record] = (await backend.api.list_inspections()).items
+    assert (record.station, record.operator, record.note) == (
         "line-7", "kim", "night shift")
 
 
@@ -99,13 +100,13 @@ async def test_history_filters_and_paging(backend, strips, make_state):
     assert state.history_total == 4 and len(state.history) == 3 and state.has_more
     await state.load_history(more=True)
     assert len(state.history) == 4 and not state.has_more
-    assert len({r["id"] for r in state.history}) == 4
+    assert len({r.id for r in state.history}) == 4
 
     await state.set_filters(station="b")
-    assert {r["station"] for r in state.history} == {"b"} and state.history_total == 2
+    assert {r.station for r in state.history} == {"b"} and state.history_total == 2
 
     await state.set_filters(station="", has_defect=True)
-    defective = [r for r in records if r["verdict"] == "defect"]
+    defective = [r for r in records if r.verdict == "defect"]
     assert state.history_total == len(defective)
     assert state.defect_ratio == (1.0 if defective else 0.0)
 
@@ -125,26 +126,26 @@ async def test_delete_and_undo(backend, strips, make_state):
     await api.create_inspection(strips["good"], "g.png")
     state = make_state(api)
     await state.load_history()
-    await state.open_detail(record["id"])
-    assert state.route == "/detail" and state.current["id"] == record["id"]
+    await state.open_detail(record.id)
+    assert state.route == "/detail" and state.current.id == record.id
 
-    assert await state.delete(record["id"])
+    assert await state.delete(record.id)
     assert state.route == "/history" and state.current is None
-    assert record["id"] not in {r["id"] for r in state.history}
+    assert record.id not in {r.id for r in state.history}
     assert state.history_total == 1
-    assert (await api.list_inspections())["total"] == 1
-    assert state.last_deleted["id"] == record["id"]
+    assert (await api.list_inspections()).total == 1
+    assert state.last_deleted == record.id
 
     assert await state.undo_delete()
     assert state.last_deleted is None and state.notice == "Inspection restored."
-    assert record["id"] in {r["id"] for r in state.history}
-    assert (await api.list_inspections())["total"] == 2
+    assert record.id in {r.id for r in state.history}
+    assert (await api.list_inspections()).total == 2
     assert not await state.undo_delete()  # nothing left to undo
 
     operator = make_state(api, role="operator")
-    assert not await operator.delete(record["id"])
+    assert not await operator.delete(record.id)
     assert "manager" in operator.error
-    assert (await api.list_inspections())["total"] == 2
+    assert (await api.list_inspections()).total == 2
 
 
 async def test_charts_and_highlight(backend, strips, make_state):
@@ -153,7 +154,7 @@ async def test_charts_and_highlight(backend, strips, make_state):
     await api.create_inspection(strips["good"], "g.png")
     state = make_state(api)
     await state.load_stats("week")
-    assert state.bucket == "week" and state.stats["totals"]["total"] == 2
+    assert state.bucket == "week" and state.stats.totals.total == 2
     state.toggle_highlight("anomaly")
     assert state.highlight == "anomaly"
     state.toggle_highlight("anomaly")
@@ -165,10 +166,19 @@ async def test_demo_flow(backend, strips, make_state):
     record = await state.demo_send("sample.png", strips["scratches"])
     assert record and state.demo_step == 3 and state.route == "/demo"
     await state.demo_show_history()
-    assert state.demo_step == 4 and state.history[0]["id"] == record["id"]
-    assert state.stats["totals"]["total"] == 1
+    assert state.demo_step == 4 and state.history[0].id == record.id
+    assert state.stats.totals.total == 1
     state.demo_reset()
     assert state.demo_step == 1 and state.current is None
+
+    # The sample strips come from the server, through the API client.
+    await state.load_samples()
+    assert [s.name for s in state.samples] == ["good", "pitted_surface", "crazing",
+                                               "scratches", "patches"]
+    sample = next(s for s in state.samples if s.title == "Scratches")
+    record = await state.demo_send_sample(sample)
+    assert record is not None and state.demo_step == 3 and state.current == record
+    assert (await backend.api.get_inspection(record.id)).note == "demo booth"
 
 
 def test_filter_query_and_settings():
@@ -185,6 +195,6 @@ def test_filter_query_and_settings():
 
     assert ClientSettings.from_dict({"role": "admin", "theme": "neon", "x": 1}) == ClientSettings(
         role="operator", theme="light")
-    line = explain({"label": "pitted_surface", "score": 0.87, "area_px": 1200,
-                    "detector": "unet"})
+    line = explain(FindingPublic(label="pitted_surface", score=0.87, area_px=1200,
+                                 detector="unet"))
     assert line == "Pitted surface, over 1,200 pixels, score 0.87 (found by unet)."

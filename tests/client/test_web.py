@@ -56,3 +56,14 @@ def test_settings_show_the_page_address_not_the_websocket():
     assert http_origin("ws://10.0.0.5:8000/ws") == "http://10.0.0.5:8000"
     assert http_origin("wss://kensa.plant.example/ws") == "https://kensa.plant.example"
     assert http_origin("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
+
+
+def test_web_client_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("KENSA_CLIENT_API_URL", "http://10.0.0.9:8000")
+    monkeypatch.setenv("FLET_SECRET_KEY", "old-name")
+    settings = Settings()
+    assert settings.client_api_url == "http://10.0.0.9:8000"
+    assert settings.web_secret_key.get_secret_value() == "old-name"
+    assert "old-name" not in repr(settings)
+    monkeypatch.setenv("KENSA_WEB_SECRET_KEY", "new-name")
+    assert Settings().web_secret_key.get_secret_value() == "new-name"

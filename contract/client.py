@@ -1,0 +1,245 @@
+"""The one typed client of the kensa REST API, for the tablet app and the command line.
+
+Async over httpx (the CLI drives it with ``asyncio.run``). Answers are parsed into the wire
+schemas of :mod:`kensa.contract.schemas`; every failure becomes an :class:`ApiError` whose
+message can be shown to a person as is.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO, Any
+
+import httpx
+from pydantic import TypeAdapter
+
+from kensa.contract.constants import API_PREFIX, DEFAULT_SERVER_URL
+from kensa.contract.schemas import (
+    DetectorPublic,
+    InspectionList,
+    InspectionPublic,
+    SamplePublic,
+    StatsPublic,
+)
+
+InspectionId = uuid.UUID | str
+MISSING_INSPECTION = "That inspection does not exist (any more)."
+_DETECTORS = TypeAdapter(list[DetectorPublic])
+_SAMPLES = TypeAdapter(list[SamplePublic])
+
+
+class ApiError(Exception):
+    """A request failed. ``message`` is plain words; ``unreachable`` means: no answer at all."""
+
+    def __init__(self, message: str, status: int | None = None, unreachable: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.unreachable = unreachable
+
+
+@dataclass(frozen=True)
+class Query:
+    """Filters for the inspection list and the statistics (all optional)."""
+
+    start: str | None = None  # ISO date or datetime, inclusive
+    end: str | None = None  # ISO date or datetime, exclusive
+    labels: tuple[str, ...] = ()
+    verdict: str | None = None  # ok | defect | review
+    has_defect: bool | None = None
+    station: str | None = None
+
+    def params(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for key in ("start", "end", "verdict", "station"):
+            value = getattr(self, key)
+            if value:
+                out.append((key, str(value)))
+        if self.has_defect is not None:
+            out.append(("has_defect", "true" if self.has_defect else "false"))
+        out.extend(("label", label) for label in self.labels)
+        return out
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:200]
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, list):  # FastAPI validation errors
+        return "; ".join(str(item.get("msg", item)) for item in detail if isinstance(item, dict))
+    return str(detail or body)
+
+
+def content_type(filename: str) -> str:
+    """The photo's media type from its name (JPEG when unknown)."""
+    guessed = mimetypes.guess_type(filename)[0]
+    return guessed if guessed and guessed.startswith("image/") else "image/jpeg"
+
+
+class ApiClient:
+    """Async client for one kensa server.
+
+    ``base_url`` is where this process reaches the server; ``public_url`` is the prefix put in
+    front of image paths shown by a UI (empty in the web client, where the browser loads images
+    from the same origin that served the page). Without ``public_url`` a UI shows images from
+    bytes fetched here (``inline_images``): a desktop window or a local page on another origin.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_SERVER_URL,
+        *,
+        public_url: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 120.0,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.inline_images = public_url is None
+        self.public_url = (self.base_url if public_url is None else public_url).rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, transport=transport, timeout=httpx.Timeout(timeout, connect=5)
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def _request(self, method: str, path: str, *, missing: str | None = None,
+                       **kwargs: Any) -> httpx.Response:
+        """One request; ``missing`` is the words for a 404 (default: the server's detail)."""
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+            raise ApiError(
+                f"Cannot reach the server at {self.base_url}. Check the network and the address "
+                "in Settings.",
+                unreachable=True,
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise ApiError(
+                "The server took too long to answer. Try again in a moment.", unreachable=True
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ApiError(f"The request failed: {exc}", unreachable=True) from exc
+        status = response.status_code
+        if status >= 500:
+            raise ApiError(f"The server had a problem ({status}): {_detail(response)}",
+                           status=status)
+        if status == 404:
+            raise ApiError(missing or _detail(response) or "Not found.", status=404)
+        if status >= 400:
+            raise ApiError(_detail(response) or "The server refused the request.", status=status)
+        return response
+
+    async def _inspection(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await self._request(method, f"{API_PREFIX}/inspections{path}",
+                                   missing=MISSING_INSPECTION, **kwargs)
+
+    # health -----------------------------------------------------------------------------------
+    async def ready(self) -> bool:
+        """True when the server answers /readyz with 200."""
+        try:
+            await self._request("GET", "/readyz")
+        except ApiError:
+            return False
+        return True
+
+    # inspections ------------------------------------------------------------------------------
+    async def create_inspection(
+        self,
+        image: bytes | IO[bytes],
+        filename: str,
+        *,
+        station: str = "",
+        operator: str = "",
+        note: str = "",
+        detectors: Iterable[str] = (),
+    ) -> InspectionPublic:
+        data: dict[str, str] = {"station": station, "operator": operator, "note": note}
+        names = ",".join(detectors)
+        if names:
+            data["detectors"] = names
+        files = {"image": (filename, image, content_type(filename))}
+        response = await self._inspection("POST", "", data=data, files=files)
+        return InspectionPublic.model_validate_json(response.content)
+
+    async def list_inspections(
+        self, query: Query = Query(), *, limit: int = 24, offset: int = 0,
+        include_deleted: bool = False,
+    ) -> InspectionList:
+        params = [*query.params(), ("limit", str(limit)), ("offset", str(offset))]
+        if include_deleted:
+            params.append(("include_deleted", "true"))
+        response = await self._inspection("GET", "", params=params)
+        return InspectionList.model_validate_json(response.content)
+
+    async def get_inspection(self, inspection_id: InspectionId) -> InspectionPublic:
+        response = await self._inspection("GET", f"/{inspection_id}")
+        return InspectionPublic.model_validate_json(response.content)
+
+    async def delete_inspection(self, inspection_id: InspectionId) -> None:
+        await self._inspection("DELETE", f"/{inspection_id}")
+
+    async def restore_inspection(self, inspection_id: InspectionId) -> InspectionPublic | None:
+        response = await self._inspection("POST", f"/{inspection_id}/restore")
+        return InspectionPublic.model_validate_json(response.content) if response.content else None
+
+    def image_path(self, inspection_id: InspectionId, layers: Iterable[str] = ()) -> str:
+        """The API path of the original photo, or of the overlay with ``layers`` drawn on it."""
+        names = ",".join(layers)
+        if names:
+            return f"{API_PREFIX}/inspections/{inspection_id}/overlay?layers={names}"
+        return f"{API_PREFIX}/inspections/{inspection_id}/image"
+
+    async def image_bytes(self, inspection_id: InspectionId, layers: Iterable[str] = ()) -> bytes:
+        """The original photo, or the overlay with ``layers`` drawn on it."""
+        return await self.fetch_bytes(self.image_path(inspection_id, layers))
+
+    # statistics and detectors -------------------------------------------------------------------
+    async def stats(self, query: Query = Query(), *, bucket: str = "day") -> StatsPublic:
+        params = [*query.params(), ("bucket", bucket)]
+        response = await self._request("GET", f"{API_PREFIX}/stats", params=params)
+        return StatsPublic.model_validate_json(response.content)
+
+    async def detectors(self) -> list[DetectorPublic]:
+        response = await self._request("GET", f"{API_PREFIX}/detectors")
+        return _DETECTORS.validate_json(response.content)
+
+    async def set_threshold(self, name: str, threshold: float,
+                            label: str | None = None) -> DetectorPublic:
+        """Change a detector's decision threshold now (saved with its artifact)."""
+        body: dict[str, Any] = {"threshold": threshold}  # the server judges it (ThresholdUpdate)
+        if label:
+            body["label"] = label
+        response = await self._request("PATCH", f"{API_PREFIX}/detectors/{name}", json=body)
+        return DetectorPublic.model_validate_json(response.content)
+
+    # demo samples -------------------------------------------------------------------------------
+    async def samples(self) -> list[SamplePublic]:
+        """The sample strips the demo booth offers."""
+        response = await self._request("GET", f"{API_PREFIX}/samples")
+        return _SAMPLES.validate_json(response.content)
+
+    # any image path the API hands out -----------------------------------------------------------
+    async def fetch_bytes(self, path: str) -> bytes:
+        """The body at an API path such as ``image_url`` or ``thumbnail_url``."""
+        return (await self._request("GET", path)).content
+
+    def src(self, path: str) -> str:
+        """What an Image control loads for an API path (see ``public_url``)."""
+        return f"{self.public_url}{path}"
+
+    def image_src(self, inspection_id: InspectionId, layers: Iterable[str] = ()) -> str:
+        return self.src(self.image_path(inspection_id, layers))
