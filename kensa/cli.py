@@ -32,6 +32,12 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:
                        help="serve this detector artifact too (repeatable)")
     serve.add_argument("--database-url", help="e.g. postgresql+psycopg://user@host/kensa")
     serve.add_argument("--no-client", action="store_true", help="API only, no web client")
+    tls = serve.add_argument_group("HTTPS (tablet browsers open the camera only over HTTPS)")
+    tls.add_argument("--tls-cert", type=Path, metavar="PEM", help="certificate (chain) file")
+    tls.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+    tls.add_argument("--self-signed", action="store_true",
+                     help="make (once, then reuse) a certificate for this machine's names and "
+                          "addresses in <data-dir>/tls/")
     serve.set_defaults(handler=serve_command)
 
 
@@ -49,9 +55,21 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.no_client:
         overrides["serve_client"] = False
     settings = Settings(**overrides)
+    if args.self_signed and (args.tls_cert or args.tls_key):
+        raise SystemExit("kensa serve: give --tls-cert/--tls-key or --self-signed, not both")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("kensa serve: --tls-cert and --tls-key go together")
+    cert, key = args.tls_cert, args.tls_key
+    if args.self_signed:
+        from kensa.backend.tls import self_signed
+
+        cert, key = self_signed(settings.data_dir / "tls")
+    scheme = "https" if cert else "http"
     print(f"kensa: data in {settings.data_dir.resolve()}, models in {settings.model_dir}, "
-          f"serving on http://{args.host}:{args.port}", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+          f"serving on {scheme}://{args.host}:{args.port}"
+          + (f" (certificate {cert})" if cert else ""), file=sys.stderr)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info",
+                ssl_certfile=str(cert) if cert else None, ssl_keyfile=str(key) if key else None)
     return 0
 
 
