@@ -75,7 +75,7 @@ def decode_image(source: str | Path | bytes | Image.Image, max_pixels: int | Non
     """
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     if isinstance(source, Image.Image):
-        return _finish(source, None, limit, min_side, data=None)
+        return _finish(source, limit, min_side, data=None, deep=False)
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
     else:
@@ -104,8 +104,9 @@ def decode_image(source: str | Path | bytes | Image.Image, max_pixels: int | Non
         try:
             probe.verify()  # structural checks (PNG CRCs, ...)
             image = Image.open(BytesIO(data))
+            deep = _is_16bit_colour(image)  # from the tile list, which load() clears
             image.load()  # full decode: truncated data raises here
-            return _finish(image, data, limit, min_side, data=data)
+            return _finish(image, limit, min_side, data=data, deep=deep)
         except Image.DecompressionBombError:
             raise ImageDecodeError("too_large", "image has too many pixels") from None
         except ImageDecodeError:
@@ -129,11 +130,11 @@ def _check_size(size: tuple[int, int], limit: int, min_side: int) -> None:
         raise ImageDecodeError("too_small", f"image is too small to inspect ({width}x{height})")
 
 
-def _finish(image: Image.Image, raw: bytes | None, limit: int, min_side: int,
-            data: bytes | None) -> DecodedImage:
+def _finish(image: Image.Image, limit: int, min_side: int, data: bytes | None,
+            deep: bool) -> DecodedImage:
     _check_size(image.size, limit, min_side)
     fmt = image.format
-    rgb = _to_rgb8(image, data)
+    rgb = _to_rgb8(image, data if deep else None)
     orientation = image.getexif().get(0x0112, 1)
     if orientation in _ORIENTATION:
         rgb = np.asarray(Image.fromarray(rgb).transpose(_ORIENTATION[orientation]))
@@ -164,8 +165,9 @@ def _gray3(gray: np.ndarray) -> np.ndarray:
 
 
 def _to_rgb8(image: Image.Image, data: bytes | None) -> np.ndarray:
+    """``data``: the encoded file when it holds 16-bit colour (decoded with OpenCV)."""
     mode = image.mode
-    if data is not None and _is_16bit_colour(image):
+    if data is not None:  # 16-bit colour: Pillow would keep only the high byte
         import cv2
 
         arr = cv2.imdecode(np.frombuffer(data, np.uint8),
