@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,44 +18,7 @@ from kensa.models.data.layouts import load_dataset
 from kensa.models.data.synthetic import SteelStripGenerator
 from kensa.models.imaging import ImageDecodeError, decode_image
 from kensa.models.registry import create_detector, get_spec
-
-
-def save(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def png16(arr: np.ndarray) -> bytes:
-    """A 16-bit PNG (gray or RGB) written by hand: Pillow cannot write 48-bit RGB."""
-    arr = np.asarray(arr, np.uint16)
-    h, w = arr.shape[:2]
-    raw = b"".join(b"\0" + arr[y].astype(">u2").tobytes() for y in range(h))
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + tag + body
-                + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", w, h, 16, 2 if arr.ndim == 3 else 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b""))
-
-
-def arrow(h: int = 48, w: int = 32) -> np.ndarray:
-    """A picture with an obvious up: a red bar at the top, a blue block bottom-left."""
-    img = np.full((h, w, 3), 90, np.uint8)
-    img[:6] = (230, 20, 20)
-    img[-12:, :10] = (20, 20, 230)
-    return img
-
-
-def rotated_jpeg(upright: np.ndarray) -> bytes:
-    """Stored turned 90° clockwise-back with Orientation=6, as a phone saves a portrait."""
-    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    return save(stored, "JPEG", quality=98, exif=exif)
-
+from tests.photos import arrow, png16, rotated_jpeg, save
 
 RAMP16 = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16 + 7).astype(np.uint16)
 NOISE = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
