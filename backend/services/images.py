@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import warnings
-from dataclasses import dataclass
+from kensa.models.imaging import FORMATS, DecodedImage, ImageDecodeError
+from kensa.models.imaging import decode_image as decode_photo
 
-import numpy as np
-from PIL import Image, ImageOps
+__all__ = ["DecodedImage", "ImageRejected", "check_declared_type", "decode_image"]
+STATUS = {"empty": 422, "corrupt": 422, "too_small": 422, "unsupported": 415, "too_large": 413}
 
-FORMATS = {  # PIL format -> (content type, blob suffix)
-    "JPEG": ("image/jpeg", "jpg"),
-    "PNG": ("image/png", "png"),
-    "BMP": ("image/bmp", "bmp"),
-    "TIFF": ("image/tiff", "tif"),
-    "WEBP": ("image/webp", "webp"),
-}
 ACCEPTED_CONTENT_TYPES = {ct for ct, _ in FORMATS.values()} | {
     "image/jpg", "image/pjpeg", "image/x-ms-bmp", "image/x-png", "application/octet-stream",
 }
@@ -30,21 +22,6 @@ class ImageRejected(Exception):
         self.detail = detail
 
 
-@dataclass
-class DecodedImage:
-    rgb: np.ndarray  # HxWx3 uint8, EXIF orientation applied
-    content_type: str
-    suffix: str
-
-    @property
-    def width(self) -> int:
-        return int(self.rgb.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.rgb.shape[0])
-
-
 def check_declared_type(content_type: str | None) -> None:
     """415 unless the part claims to be an image (or says nothing specific)."""
     base = (content_type or "application/octet-stream").split(";")[0].strip().lower()
@@ -54,42 +31,12 @@ def check_declared_type(content_type: str | None) -> None:
 
 
 def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
-    """Fully decode and verify ``data``.
+    """Fully decode and verify ``data`` with the one decoder of ``kensa.models.imaging``.
 
-    422 empty or truncated/corrupt image; 415 not an image in a supported format;
+    422 empty, too small or truncated/corrupt image; 415 not an image in a supported format;
     413 more than ``max_pixels`` pixels (decompression bomb), checked before decoding.
     """
-    if not data:
-        raise ImageRejected(422, "the uploaded file is empty")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            probe = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError as exc:
-            raise ImageRejected(413, f"image has too many pixels: {exc}") from None
-        except Image.DecompressionBombWarning:
-            raise ImageRejected(413, "image has too many pixels") from None
-        except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            raise ImageRejected(415, "the file is not an image in a supported format "
-                                     "(JPEG, PNG, BMP, TIFF, WebP)") from None
-        if probe.format not in FORMATS:
-            raise ImageRejected(415, f"unsupported image format {probe.format!r}; send JPEG, "
-                                     "PNG, BMP, TIFF or WebP")
-        width, height = probe.size
-        if width * height > max_pixels:
-            raise ImageRejected(413, f"image is {width}x{height} = {width * height} pixels; "
-                                     f"the limit is {max_pixels}")
-        if width < 8 or height < 8:
-            raise ImageRejected(422, f"image is too small to inspect ({width}x{height})")
-        content_type, suffix = FORMATS[probe.format]
-        try:
-            probe.verify()  # structural checks (PNG CRCs, ...)
-            image = Image.open(io.BytesIO(data))
-            image.load()  # full decode: truncated data raises here
-            image = ImageOps.exif_transpose(image)
-            rgb = np.array(image.convert("RGB"))
-        except Image.DecompressionBombError:
-            raise ImageRejected(413, "image has too many pixels") from None
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
-            raise ImageRejected(422, f"the image is truncated or corrupt: {exc}") from None
-    return DecodedImage(rgb=rgb, content_type=content_type, suffix=suffix)
+    try:
+        return decode_photo(data, max_pixels=max_pixels)
+    except ImageDecodeError as exc:
+        raise ImageRejected(STATUS[exc.reason], exc.detail) from None

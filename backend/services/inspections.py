@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import anyio
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from sqlalchemy import Engine, case, distinct, exists, func, literal_column, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
@@ -39,6 +39,7 @@ from kensa.backend.services.images import DecodedImage, decode_image
 from kensa.backend.services.inference import DEMO_NOTICE, DetectorPool, LoadedDetector
 from kensa.backend.services.storage import BlobStore
 from kensa.contract.constants import API_PREFIX
+from kensa.models.imaging import decode_image as decode_photo
 from kensa.models.types import Detection, Task, Verdict
 from kensa.models.types import Finding as DetectedFinding
 from kensa.models.visualize import LAYERS, render_overlay
@@ -380,8 +381,7 @@ def render_stored_overlay(engine: Engine, store: BlobStore, inspection_id: uuid.
             return None
         detections = stored_detections(session, store, inspection)
         image_key = inspection.image_key
-    pil = ImageOps.exif_transpose(Image.open(io.BytesIO(store.read(image_key))))
-    image = np.asarray(pil.convert("RGB"))
+    image = decode_photo(store.read(image_key), max_pixels=None, min_side=1).rgb
     return _png(render_overlay(image, detections, layers=layers))
 
 

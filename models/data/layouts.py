@@ -50,13 +50,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 from scipy.ndimage import uniform_filter
 from tqdm import tqdm
 
 from kensa.models.data.rle import rle_decode
 from kensa.models.data.samples import Sample
-from kensa.models.imaging import IMAGE_SUFFIXES
+from kensa.models.imaging import IMAGE_SUFFIXES, decode_image
 
 GOOD_LABELS = frozenset({"ok", "good", "free", "normal", "defect_free", "defect-free"})
 SPLITS = ("train", "val", "test")
@@ -366,12 +366,10 @@ def _sample_key(sample: Sample) -> str:
 
 def _thumbnail(sample: Sample, size: int) -> np.ndarray:
     if sample.path is not None:
-        with Image.open(sample.path) as im:
-            im.draft("L", (size * 4, size * 4))
-            gray = im.convert("L").resize((size, size), Image.Resampling.BOX)
+        rgb = decode_image(sample.path, min_side=1).rgb  # upright, any bit depth
     else:
-        gray = Image.fromarray(sample.load_image()).convert("L").resize(
-            (size, size), Image.Resampling.BOX)
+        rgb = sample.load_image()
+    gray = Image.fromarray(rgb).convert("L").resize((size, size), Image.Resampling.BOX)
     return np.asarray(gray, np.float32)
 
 
@@ -385,7 +383,10 @@ def _dihedral(a: np.ndarray, axes: tuple[int, int] = (0, 1)) -> list[np.ndarray]
 
 
 def _read_mask_array(path: Path, height: int, width: int) -> np.ndarray:
+    """Mask values as stored (never scaled like photos); ``height``/``width`` are the upright
+    photo's. A mask file carrying its own EXIF orientation is turned upright like a photo."""
     with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
         if im.mode not in ("L", "P", "1", "I", "I;16"):
             im = im.convert("L")
         if im.size != (width, height):
