@@ -1,6 +1,6 @@
-"""The app factory: ``create_app(settings)``; the lifespan migrates the database and loads the
-detectors once (in the background, so /healthz answers at once and /readyz says when the
-service can inspect)."""
+"""The app factory: ``create_app(settings)``; the lifespan migrates the database, opens the blob
+store and, in the background (so /healthz answers at once and /readyz says when the service can
+inspect), loads the detectors once and sweeps the store of blobs an interrupted upload left."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -23,7 +24,8 @@ from kensa.backend.api.main import api_router
 from kensa.backend.api.routes import health
 from kensa.backend.config import Settings
 from kensa.backend.services.inference import DetectorPool
-from kensa.backend.services.storage import BlobStore
+from kensa.backend.services.storage import make_store
+from kensa.backend.services.sweep import sweep
 
 log = logging.getLogger(__name__)
 API_V1 = "/api/v1"
@@ -47,6 +49,16 @@ async def _load_detectors(app: FastAPI) -> None:
         app.state.load_error = f"{type(exc).__name__}: {exc}"
 
 
+async def _sweep_blobs(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    try:
+        app.state.sweep_report = await anyio.to_thread.run_sync(
+            sweep, app.state.engine, app.state.store,
+            timedelta(seconds=settings.storage_sweep_grace_s), abandon_on_cancel=True)
+    except Exception:
+        log.exception("sweeping the blob store failed (it is retried at the next start)")
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -54,12 +66,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = db.make_engine(settings.database_url)
     await anyio.to_thread.run_sync(db.upgrade, engine)
     app.state.engine = engine
-    app.state.store = BlobStore(settings.storage_dir)
+    app.state.store = await anyio.to_thread.run_sync(make_store, settings)
     app.state.pool = None
     app.state.load_error = None
+    app.state.sweep_report = None
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_load_detectors, app)
+            tasks.start_soon(_sweep_blobs, app)
             yield
             tasks.cancel_scope.cancel()
     finally:
