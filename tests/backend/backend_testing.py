@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import socket
 import time
 import uuid
@@ -102,6 +103,7 @@ def free_port() -> int:
 def moto_s3() -> Iterator[str]:
     """A real S3 HTTP endpoint on loopback (moto in server mode); yields its URL."""
     server_mod = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
