@@ -3,15 +3,25 @@
 Defaults put everything under one data directory, ``./kensa-data`` relative to the working
 directory (``KENSA_DATA_DIR``): the SQLite database ``kensa.db``, trained detectors in
 ``models/`` and stored photos, masks and overlays in ``blobs/``. ``DATABASE_URL`` (or
-``KENSA_DATABASE_URL``) switches to PostgreSQL, e.g. ``postgresql+psycopg://user@host/kensa``.
+``KENSA_DATABASE_URL``) switches to PostgreSQL, e.g. ``postgresql+psycopg://user@host/kensa``,
+or MariaDB/MySQL, e.g. ``mysql+pymysql://user:password@host/kensa?charset=utf8mb4``.
+
+Blobs go to the local folder unless an S3-compatible object store is configured, either as one
+URL, ``KENSA_STORAGE_URL=s3://bucket/some/prefix``, or field by field: ``KENSA_S3_BUCKET``,
+``KENSA_S3_PREFIX``. The connection: ``KENSA_S3_ENDPOINT_URL`` (MinIO, Ceph, ...; omit for AWS),
+``KENSA_S3_REGION``, ``KENSA_S3_ACCESS_KEY_ID``, ``KENSA_S3_SECRET_ACCESS_KEY`` (omit the keys
+to use boto3's own credential chain: ``AWS_*`` variables, config files, instance roles).
+A bucket given both ways must agree. Blobs that no row references and temporary leftovers of
+interrupted writes are swept at startup once older than ``KENSA_STORAGE_SWEEP_GRACE_S``.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, computed_field
+from pydantic import AliasChoices, Field, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("kensa-data")
@@ -33,6 +43,20 @@ class Settings(BaseSettings):
     storage_dir_override: Path | None = Field(
         None, validation_alias=AliasChoices("KENSA_STORAGE_DIR", "storage_dir"),
         description="content-addressed blobs; default <data_dir>/blobs",
+    )
+    storage_url: str | None = Field(
+        None, description="s3://bucket/prefix for an S3-compatible store; default: local folder",
+    )
+    s3_bucket: str | None = Field(None, description="S3 bucket (instead of storage_url)")
+    s3_prefix: str = Field("", description="key prefix inside the bucket, e.g. 'kensa/'")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint; default AWS")
+    s3_region: str | None = Field(None, description="S3 region, e.g. eu-central-1")
+    s3_access_key_id: str | None = Field(None, description="default: boto3's credential chain")
+    s3_secret_access_key: SecretStr | None = Field(None, description="with s3_access_key_id")
+    storage_sweep_grace_s: float = Field(
+        600.0, ge=0, description="startup sweep: only unreferenced blobs and temporary files "
+                                 "older than this are removed (in-flight uploads of other "
+                                 "replicas are younger)",
     )
     extra_models: list[Path] = Field(
         default_factory=list, description="more artifact directories to serve (--model)"
@@ -56,6 +80,30 @@ class Settings(BaseSettings):
                                       "web_secret_key"),
         description="signs the web client's upload URLs; default: a new random key per start",
     )
+
+    @model_validator(mode="after")
+    def _one_bucket(self) -> Settings:
+        if self.storage_url is None:
+            return self
+        parts = urlsplit(self.storage_url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(f"storage_url must look like s3://bucket/prefix, got "
+                             f"{self.storage_url!r}")
+        prefix = parts.path.strip("/")
+        if self.s3_bucket not in (None, parts.netloc) or (
+                self.s3_prefix.strip("/") not in ("", prefix)):
+            raise ValueError("storage_url and s3_bucket/s3_prefix name different places")
+        return self
+
+    @property
+    def s3_location(self) -> tuple[str, str] | None:
+        """(bucket, prefix) when blobs go to an S3-compatible store, else None."""
+        if self.storage_url:
+            parts = urlsplit(self.storage_url)
+            return parts.netloc, parts.path.strip("/")
+        if self.s3_bucket:
+            return self.s3_bucket, self.s3_prefix.strip("/")
+        return None
 
     @computed_field  # type: ignore[prop-decorator]
     @cached_property

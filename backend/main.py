@@ -1,6 +1,6 @@
-"""The app factory: ``create_app(settings)``; the lifespan migrates the database and loads the
-detectors once (in the background, so /healthz answers at once and /readyz says when the
-service can inspect)."""
+"""The app factory: ``create_app(settings)``; the lifespan migrates the database, opens the blob
+store and, in the background (so /healthz answers at once and /readyz says when the service can
+inspect), loads the detectors once and sweeps the store of blobs an interrupted upload left."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -27,7 +28,8 @@ from kensa.backend.api.main import api_router, fallback_router
 from kensa.backend.api.routes import health
 from kensa.backend.config import Settings
 from kensa.backend.services.inference import DetectorPool
-from kensa.backend.services.storage import BlobStore
+from kensa.backend.services.storage import make_store
+from kensa.backend.services.sweep import sweep
 from kensa.contract.constants import API_PREFIX
 
 log = logging.getLogger(__name__)
@@ -58,11 +60,13 @@ async def _migrate_or_retry(app: FastAPI, tasks: anyio.abc.TaskGroup) -> None:
     once (503 until it answers) and keep migrating in the background."""
     try:
         await anyio.to_thread.run_sync(db.upgrade, app.state.engine)
-        app.state.db_ready, app.state.db_error = True, None
     except Exception as exc:
         if not db.is_outage(exc):
             raise
         tasks.start_soon(_migrate, app)
+        return
+    app.state.db_ready, app.state.db_error = True, None
+    tasks.start_soon(_sweep_blobs, app)
 
 
 async def _migrate(app: FastAPI) -> None:
@@ -81,7 +85,18 @@ async def _migrate(app: FastAPI) -> None:
             continue
         app.state.db_error = None
         app.state.db_ready = True
+        await _sweep_blobs(app)
         return
+
+
+async def _sweep_blobs(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    try:
+        app.state.sweep_report = await anyio.to_thread.run_sync(
+            sweep, app.state.engine, app.state.store,
+            timedelta(seconds=settings.storage_sweep_grace_s), abandon_on_cancel=True)
+    except Exception:
+        log.exception("sweeping the blob store failed (it is retried at the next start)")
 
 
 @asynccontextmanager
@@ -92,9 +107,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.db_ready = False
     app.state.db_error = "the database is being migrated"
-    app.state.store = BlobStore(settings.storage_dir)
+    app.state.store = await anyio.to_thread.run_sync(make_store, settings)
     app.state.pool = None
     app.state.load_error = None
+    app.state.sweep_report = None
     try:
         async with anyio.create_task_group() as tasks:
             await _migrate_or_retry(app, tasks)

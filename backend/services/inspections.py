@@ -403,6 +403,13 @@ def bucket_expr(dialect: str, bucket: str):
         if bucket == "week":  # Monday of the ISO week
             return func.date(column, literal_column("'weekday 0'"), literal_column("'-6 days'"))
         return func.strftime(literal_column("'%Y-%m-01'"), column)
+    if dialect in ("mysql", "mariadb"):  # DATETIME columns hold UTC already
+        day = func.date(column)
+        if bucket == "week":  # Monday of the ISO week (WEEKDAY: Monday = 0)
+            day = func.subdate(day, func.weekday(day))
+        elif bucket == "month":
+            return func.date_format(column, literal_column("'%Y-%m-01'"))
+        return func.date_format(day, literal_column("'%Y-%m-%d'"))
     raise NotImplementedError(f"stats are not implemented for {dialect}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import socket
 import time
 import uuid
@@ -25,6 +26,9 @@ from kensa.backend.main import create_app
 
 STRIP_SIZE = (128, 256)
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
+S3_KEYS = {"s3_access_key_id": "testing", "s3_secret_access_key": "testing",
+           "s3_region": "us-east-1"}
 TABLES = ("inspection", "detector_run", "finding", "evidence_map")
 
 
@@ -34,11 +38,11 @@ def encode(image: np.ndarray, fmt: str = "PNG", **options: Any) -> bytes:
     return buffer.getvalue()
 
 
-def postgres_available() -> bool:
+def server_answers(url: str, port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
             pass
-        engine = sa.create_engine(PG_URL)
+        engine = sa.create_engine(url)
         with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
         engine.dispose()
@@ -47,12 +51,89 @@ def postgres_available() -> bool:
         return False
 
 
+def postgres_available() -> bool:
+    return server_answers(PG_URL, 5432)
+
+
+def mariadb_available() -> bool:
+    return server_answers(MARIADB_URL, 3306)
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database (not just a schema: separate processes can share it by
+    URL alone), dropped afterwards."""
+    if not postgres_available():
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 (db 'test', user postgres) does not answer")
+    name = f"kensa_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def fresh_mariadb_database() -> Iterator[str]:
+    if not mariadb_available():
+        pytest.skip("MariaDB at 127.0.0.1:3306 (user root, no password) does not answer")
+    name = f"kensa_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(MARIADB_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield MARIADB_URL.replace("/test?", f"/{name}?")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def moto_s3() -> Iterator[str]:
+    """A real S3 HTTP endpoint on loopback (moto in server mode); yields its URL."""
+    server_mod = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    port = free_port()
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def new_bucket(endpoint: str) -> str:
+    """A fresh bucket on the endpoint; its name."""
+    import boto3
+
+    name = f"kensa-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name=S3_KEYS["s3_region"],
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_bucket(Bucket=name)
+    return name
+
+
 @contextmanager
 def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
-    """A URL for an empty database: a new SQLite file, or a new PostgreSQL schema dropped
-    afterwards (skips when the server does not answer)."""
+    """A URL for an empty database: a new SQLite file, a new PostgreSQL schema or a new MariaDB
+    database, dropped afterwards (skips when the server does not answer)."""
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'kensa.db'}"
+        return
+    if kind == "mariadb":
+        with fresh_mariadb_database() as url:
+            yield url
         return
     if not postgres_available():
         pytest.skip("PostgreSQL at 127.0.0.1:5432 (db 'test', user postgres) does not answer")

@@ -1,6 +1,7 @@
 """Fixtures for the service tests: a real PatchCore fitted once per session on synthetic
-strips, real databases (SQLite, and PostgreSQL when 127.0.0.1:5432 answers), the app with its
-lifespan running behind httpx.ASGITransport, and a live uvicorn server on loopback."""
+strips, real databases (SQLite, and PostgreSQL / MariaDB when 127.0.0.1:5432 / :3306 answer),
+the app with its lifespan running behind httpx.ASGITransport, a live uvicorn server on loopback,
+and a real S3 endpoint (moto in server mode) on loopback."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 from backend_testing import (
+    S3_KEYS,
     STRIP_SIZE,
     LiveServer,
     Service,
     fresh_database,
     make_settings,
+    moto_s3,
+    new_bucket,
     running_service,
 )
 
@@ -57,7 +61,7 @@ def model_dir(tmp_path: Path, patchcore_artifact: Path) -> Path:
     return out
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with fresh_database(request.param, tmp_path) as url:
         yield url
@@ -66,7 +70,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 async def service(tmp_path: Path, model_dir: Path, database_url: str
                   ) -> AsyncIterator[Service]:
-    """The service on SQLite and on PostgreSQL, each with an empty database."""
+    """The service on SQLite, PostgreSQL and MariaDB, each with an empty database."""
     async with running_service(make_settings(tmp_path, model_dir, database_url)) as svc:
         yield svc
 
@@ -75,6 +79,19 @@ async def service(tmp_path: Path, model_dir: Path, database_url: str
 async def sqlite_service(tmp_path: Path, model_dir: Path) -> AsyncIterator[Service]:
     async with running_service(make_settings(tmp_path, model_dir)) as svc:
         yield svc
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    with moto_s3() as url:
+        yield url
+
+
+@pytest.fixture
+def s3_settings(s3_endpoint: str) -> dict[str, str]:
+    """Settings for a fresh bucket on the loopback S3 endpoint, under a key prefix."""
+    return {"storage_url": f"s3://{new_bucket(s3_endpoint)}/plant-1/blobs",
+            "s3_endpoint_url": s3_endpoint, **S3_KEYS}
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from backend_testing import LiveServer, encode
 
-from kensa.backend.services.storage import BlobStore
+from kensa.backend.services.storage import LocalBlobStore
 from kensa.cli import main as kensa
 
 N_UPLOADS = 16
@@ -49,7 +49,7 @@ def test_concurrent_uploads_are_all_recorded(live_server: LiveServer, strips) ->
         runs = conn.execute(sa.text("select count(*) from detector_run")).scalar_one()
         assert runs == N_UPLOADS
     engine.dispose()
-    store = BlobStore(live_server.settings.storage_dir)
+    store = LocalBlobStore(live_server.settings.storage_dir)
     assert not [p for p in store.files() if p.name.startswith(".tmp-")]
 
 

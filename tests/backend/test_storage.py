@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from kensa.backend.services.storage import BlobStore
+from kensa.backend.services.storage import LocalBlobStore
 
 
 def test_put_is_content_addressed_sharded_and_deduplicated(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "blobs")
+    store = LocalBlobStore(tmp_path / "blobs")
     data = b"steel" * 1000
     first = store.put(data, ".PNG")
     digest = hashlib.sha256(data).hexdigest()
@@ -28,7 +28,7 @@ def test_put_is_content_addressed_sharded_and_deduplicated(tmp_path: Path) -> No
 
 
 def test_concurrent_writers_of_the_same_bytes_leave_one_file(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     data = bytes(range(256)) * 4096
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda _: store.put(data, "bin"), range(32)))
@@ -40,4 +40,4 @@ def test_concurrent_writers_of_the_same_bytes_leave_one_file(tmp_path: Path) -> 
 @pytest.mark.parametrize("key", ["../etc/passwd", "abc.png", "0" * 64, "0" * 64 + ".p/ng"])
 def test_keys_are_validated(tmp_path: Path, key: str) -> None:
     with pytest.raises(ValueError):
-        BlobStore(tmp_path).path(key)
+        LocalBlobStore(tmp_path).path(key)

@@ -11,13 +11,14 @@ import anyio
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 
 from kensa.backend.api.deps import EngineDep, PoolDep, SettingsDep, StoreDep
 from kensa.backend.records import InspectionList, InspectionPublic
 from kensa.backend.services import inspections as service
 from kensa.backend.services.images import ImageRejected, check_declared_type
+from kensa.backend.services.storage import BlobMissing, BlobStore
 from kensa.contract.schemas import ErrorBody
 from kensa.models.types import Verdict
 from kensa.models.visualize import LAYERS
@@ -172,6 +173,17 @@ def _not_found(inspection_id: uuid.UUID) -> HTTPException:
     return HTTPException(404, f"no inspection {inspection_id}")
 
 
+async def blob_response(store: BlobStore, key: str, media_type: str) -> Response:
+    """A stored blob: the file itself from a local store, streamed bytes from a remote one."""
+    path = store.local_path(key)
+    if path is not None:
+        if not await anyio.to_thread.run_sync(path.is_file):
+            raise BlobMissing(key)
+        return FileResponse(path, media_type=media_type, headers=CACHE)
+    stream = await anyio.to_thread.run_sync(store.opener, key)
+    return StreamingResponse(stream, media_type=media_type, headers=CACHE)
+
+
 @_id_route("GET", "/{inspection_id}", response_model=InspectionPublic)
 async def get_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> InspectionPublic:
     record = await anyio.to_thread.run_sync(service.get_public, engine, inspection_id)
@@ -182,13 +194,12 @@ async def get_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> Inspect
 
 @_id_route("GET", "/{inspection_id}/image", response_class=FileResponse)
 async def get_image(inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep
-                    ) -> FileResponse:
+                    ) -> Response:
     """The original photo, byte for byte."""
     inspection = await anyio.to_thread.run_sync(service.get_inspection, engine, inspection_id)
     if inspection is None:
         raise _not_found(inspection_id)
-    return FileResponse(store.path(inspection.image_key),
-                        media_type=inspection.image_content_type, headers=CACHE)
+    return await blob_response(store, inspection.image_key, inspection.image_content_type)
 
 
 @_id_route("GET", "/{inspection_id}/overlay", response_class=Response,
@@ -204,8 +215,7 @@ async def get_overlay(
     if inspection is None:
         raise _not_found(inspection_id)
     if layers is None and inspection.overlay_key:
-        return FileResponse(store.path(inspection.overlay_key), media_type="image/png",
-                            headers=CACHE)
+        return await blob_response(store, inspection.overlay_key, "image/png")
     requested = ",".join(LAYERS) if layers is None else layers  # "" = the bare photo
     chosen = [v.strip() for v in requested.split(",") if v.strip()]
     unknown = sorted(set(chosen) - set(LAYERS))
@@ -221,13 +231,13 @@ async def get_overlay(
 async def get_finding_mask(inspection_id: uuid.UUID,
                            finding_id: Annotated[int, PathParam(ge=1, le=MAX_DB_INT)],
                            engine: EngineDep,
-                           store: StoreDep) -> FileResponse:
+                           store: StoreDep) -> Response:
     """A finding's mask as a 1-bit PNG at the photo's size."""
     key = await anyio.to_thread.run_sync(service.finding_mask_blob, engine, inspection_id,
                                          finding_id)
     if key is None:
         raise HTTPException(404, f"no mask for finding {finding_id} of {inspection_id}")
-    return FileResponse(store.path(key), media_type="image/png", headers=CACHE)
+    return await blob_response(store, key, "image/png")
 
 
 @_id_route("DELETE", "/{inspection_id}", status_code=204)
