@@ -36,7 +36,8 @@ def detection_summary(detection: Detection) -> dict[str, Any]:
                       "area_px": f.area_px, "bbox": list(f.bbox) if f.bbox else None}
                      for f in detection.findings],
         "anomaly_score": detection.anomaly_score, "threshold": detection.threshold,
-        "heatmaps": sorted(detection.heatmaps),
+        "evidence": [{"kind": e.kind, "label": e.label} for e in detection.evidence],
+        "heatmaps": sorted(e.label for e in detection.layers("gradcam") if e.label),
         "timings_ms": {k: round(v, 2) for k, v in detection.timings_ms.items()},
     }
 
@@ -52,7 +53,7 @@ def predict_from_args(args: argparse.Namespace) -> int:
         detection = detector.predict(image)
         entry = {"image": str(path), **detection_summary(detection)}
         if args.overlay_dir:
-            from kensa.models.visualize import render_overlay
+            from kensa.models.evidence import render_overlay
 
             target = args.overlay_dir / f"{path.stem}.png"
             render_overlay(image, [detection]).save(target)
