@@ -17,8 +17,9 @@ from kensa.backend.api.deps import EngineDep, PoolDep, SettingsDep, StoreDep
 from kensa.backend.records import InspectionList, InspectionPublic
 from kensa.backend.services import inspections as service
 from kensa.backend.services.images import ImageRejected, check_declared_type
+from kensa.contract.constants import FINDING_LAYERS
+from kensa.models.evidence import overlay_layers
 from kensa.models.types import Verdict
-from kensa.models.visualize import LAYERS
 
 CACHE = {"Cache-Control": "private, max-age=86400"}
 
@@ -176,7 +177,8 @@ async def get_image(inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep
 async def get_overlay(
     inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep,
     layers: Annotated[str | None, Query(
-        description=f"comma-separated, any of {', '.join(LAYERS)}; default: all; "
+        description=f"comma-separated, any of {', '.join(FINDING_LAYERS)} and every "
+                    "registered evidence kind (heatmap, gradcam, ...); default: all; "
                     "empty: the photo alone")] = None,
 ) -> Response:
     """The photo with evidence drawn over it (PNG); ``layers`` re-renders from stored maps."""
@@ -186,12 +188,13 @@ async def get_overlay(
     if layers is None and inspection.overlay_key:
         return FileResponse(store.path(inspection.overlay_key), media_type="image/png",
                             headers=CACHE)
-    requested = ",".join(LAYERS) if layers is None else layers  # "" = the bare photo
+    known = overlay_layers()
+    requested = ",".join(known) if layers is None else layers  # "" = the bare photo
     chosen = [v.strip() for v in requested.split(",") if v.strip()]
-    unknown = sorted(set(chosen) - set(LAYERS))
+    unknown = sorted(set(chosen) - set(known))
     if unknown:
         raise _bad_query("layers", layers or "", f"unknown layers {unknown}; known: "
-                                                 f"{', '.join(LAYERS)}")
+                                                 f"{', '.join(known)}")
     png = await anyio.to_thread.run_sync(service.render_stored_overlay, engine, store,
                                          inspection_id, chosen)
     return Response(png, media_type="image/png", headers=CACHE)
@@ -205,6 +208,18 @@ async def get_finding_mask(inspection_id: uuid.UUID, finding_id: int, engine: En
                                          finding_id)
     if key is None:
         raise HTTPException(404, f"no mask for finding {finding_id} of {inspection_id}")
+    return FileResponse(store.path(key), media_type="image/png", headers=CACHE)
+
+
+@router.get("/{inspection_id}/evidence/{n}", response_class=FileResponse,
+            responses={200: {"content": {"image/png": {}}}})
+async def get_evidence(inspection_id: uuid.UUID, n: int, engine: EngineDep,
+                       store: StoreDep) -> FileResponse:
+    """The ``n``-th layer of the record's ``evidence`` as an 8-bit grayscale PNG at the
+    size it was stored (0..255 = the layer's fixed scale)."""
+    key = await anyio.to_thread.run_sync(service.evidence_blob, engine, inspection_id, n)
+    if key is None:
+        raise HTTPException(404, f"no evidence layer {n} for {inspection_id}")
     return FileResponse(store.path(key), media_type="image/png", headers=CACHE)
 
 
