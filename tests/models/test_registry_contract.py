@@ -8,9 +8,9 @@ import pytest
 from kensa.models import Detection, Task, Verdict, create_detector, list_detectors, load_detector
 from kensa.models.artifacts import save
 from kensa.models.backbones import WeightsUnavailable
-from kensa.models.evidence import evidence_kinds
 from kensa.models.data.synthetic import SteelStripGenerator
 from kensa.models.detectors.base import Detector
+from kensa.models.evidence import evidence_kinds
 from kensa.models.registry import get_spec, register_detector
 from kensa.models.types import LearnsFrom
 
