@@ -2,7 +2,8 @@
 
 An ``Inspection`` is one photo and the combined verdict; each detector that looked at it
 leaves a ``DetectorRun`` (raw score, threshold, timings), its ``Finding`` rows and, where it
-produced them, ``EvidenceMap`` rows (anomaly heatmap on its fixed scale, Grad-CAM per label).
+produced them, ``EvidenceMap`` rows (one per evidence layer; what a kind means belongs to
+``kensa.models.evidence``).
 Masks and maps are PNG blobs in the content-addressed store, referenced by key.
 Datetimes are stored in UTC. The public schemas live in ``kensa.contract.schemas``.
 """
@@ -18,6 +19,7 @@ from sqlmodel import Field, SQLModel
 from kensa.contract.schemas import (
     DetectorPublic,
     DetectorRef,
+    EvidencePublic,
     FindingPublic,
     InspectionList,
     InspectionPublic,
@@ -29,7 +31,8 @@ from kensa.contract.schemas import (
 )
 
 __all__ = [  # the public schemas are re-exported for the service
-    "DetectorPublic", "DetectorRef", "DetectorRun", "EvidenceMap", "Finding", "FindingPublic",
+    "DetectorPublic", "DetectorRef", "DetectorRun", "EvidenceMap", "EvidencePublic",
+    "Finding", "FindingPublic",
     "Inspection", "InspectionList", "InspectionPublic", "RunPublic", "StatsBucket",
     "StatsPublic", "StatsTotals", "ThresholdUpdate",
 ]
@@ -93,7 +96,10 @@ class Finding(SQLModel, table=True):
 
 
 class EvidenceMap(SQLModel, table=True):
-    """A stored 8-bit map: ``kind`` "anomaly" (0..255 = map_range low..high) or "gradcam"."""
+    """A stored evidence layer: its kind and label verbatim, an 8-bit PNG (0..255 = low..high).
+
+    The server does not interpret ``kind``; ``kensa.models.evidence`` encodes, decodes and
+    draws it."""
 
     __tablename__ = "evidence_map"
 

@@ -54,6 +54,16 @@ class RunPublic(Schema):
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
+class EvidencePublic(Schema):
+    """One stored evidence layer of an inspection (kinds: ``heatmap``, ``gradcam`` or any a
+    detector registers); ``url`` serves it as an 8-bit grayscale PNG (0..255 = its scale)."""
+
+    kind: str
+    label: str | None = None
+    detector: str
+    url: str
+
+
 class DetectorRef(Schema):
     name: str
     version: str
@@ -70,6 +80,8 @@ class InspectionPublic(Schema):
     detectors: list[DetectorRef] = Field(default_factory=list)
     runs: list[RunPublic] = Field(default_factory=list)
     labels: list[str] = Field(default_factory=list)
+    evidence: list[EvidencePublic] = Field(
+        default_factory=list, description="evidence layers; each kind is also an overlay layer")
     image_url: str
     overlay_url: str
     width: int

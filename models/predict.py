@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from kensa.models.artifacts import load_detector
+from kensa.models.evidence import render_overlay
 from kensa.models.imaging import is_image_file, read_rgb
 from kensa.models.types import Detection
-from kensa.models.visualize import render_overlay
 
 
 def expand_images(paths: Iterable[Path]) -> list[Path]:
@@ -37,7 +37,8 @@ def detection_summary(detection: Detection) -> dict[str, Any]:
                       "area_px": f.area_px, "bbox": list(f.bbox) if f.bbox else None}
                      for f in detection.findings],
         "anomaly_score": detection.anomaly_score, "threshold": detection.threshold,
-        "heatmaps": sorted(detection.heatmaps),
+        "evidence": [{"kind": e.kind, "label": e.label} for e in detection.evidence],
+        "heatmaps": sorted(e.label for e in detection.layers("gradcam") if e.label),
         "timings_ms": {k: round(v, 2) for k, v in detection.timings_ms.items()},
     }
 

@@ -51,14 +51,40 @@ class Finding:
 
 
 @dataclass
-class Detection:
-    """What one detector says about one image.
+class EvidenceLayer:
+    """One per-pixel evidence map of a detection.
 
-    ``anomaly_map`` holds raw per-pixel scores at the original image size; ``map_range``
-    is the detector's fixed, calibrated display range (``low`` = typical good pixel,
-    ``high`` = pixel threshold), so overlays never use per-image min-max scaling.
-    ``heatmaps`` holds Grad-CAM evidence per predicted label, in [0, 1].
+    ``kind`` names how it is drawn (``kensa.models.evidence``: ``heatmap``, ``gradcam`` or any
+    registered kind); ``label`` is what it is evidence for (or None); ``values`` is float32
+    HxW (any size: renderers resize to the photo); ``scale`` is the fixed, calibrated
+    ``(low, high)`` display range (``low`` = calm, ``high`` = full strength), so overlays
+    never use per-image min-max scaling.
     """
+
+    kind: str
+    label: str | None
+    values: np.ndarray
+    scale: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values, dtype=np.float32)
+        if self.values.ndim != 2:
+            raise ValueError(f"an evidence layer is HxW, got shape {self.values.shape}")
+        low, high = float(self.scale[0]), float(self.scale[1])
+        if not high > low:
+            raise ValueError(f"an evidence scale needs low < high, got {self.scale}")
+        self.scale = (low, high)
+
+    def normalized(self) -> np.ndarray:
+        """Values on [0, 1] of the fixed scale: ``low`` -> 0, ``high`` -> 1 (clipped)."""
+        low, high = self.scale
+        return np.clip((self.values - low) / (high - low), 0.0, 1.0)
+
+
+@dataclass
+class Detection:
+    """What one detector says about one image; ``evidence`` holds its per-pixel maps
+    (finding masks stay on the findings)."""
 
     detector: str
     version: str
@@ -67,9 +93,7 @@ class Detection:
     findings: list[Finding] = field(default_factory=list)
     anomaly_score: float | None = None
     threshold: float | None = None
-    anomaly_map: np.ndarray | None = None
-    map_range: tuple[float, float] | None = None
-    heatmaps: dict[str, np.ndarray] = field(default_factory=dict)
+    evidence: list[EvidenceLayer] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -78,6 +102,17 @@ class Detection:
         if self.anomaly_score is None or not self.threshold:
             return None
         return self.anomaly_score / self.threshold
+
+    def layers(self, kind: str) -> list[EvidenceLayer]:
+        """The evidence layers of one kind."""
+        return [layer for layer in self.evidence if layer.kind == kind]
+
+    def layer(self, kind: str, label: str | None = None) -> EvidenceLayer | None:
+        """The first layer of ``kind`` (and ``label``, when given), or None."""
+        for layer in self.layers(kind):
+            if label is None or layer.label == label:
+                return layer
+        return None
 
     @property
     def labels(self) -> list[str]:

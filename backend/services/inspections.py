@@ -8,7 +8,6 @@ inspection, its runs, findings and maps. If the transaction fails, blobs this re
 
 from __future__ import annotations
 
-import io
 import logging
 import uuid
 from collections.abc import Sequence
@@ -16,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import anyio
-import numpy as np
-from PIL import Image
 from sqlalchemy import Engine, case, distinct, exists, func, literal_column, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
@@ -26,6 +23,7 @@ from kensa.backend.records import (
     DetectorRef,
     DetectorRun,
     EvidenceMap,
+    EvidencePublic,
     Finding,
     FindingPublic,
     Inspection,
@@ -39,70 +37,33 @@ from kensa.backend.services.images import DecodedImage, decode_image
 from kensa.backend.services.inference import DEMO_NOTICE, DetectorPool, LoadedDetector
 from kensa.backend.services.storage import BlobStore
 from kensa.contract.constants import API_PREFIX
+from kensa.models.evidence import (
+    EncodedDetection,
+    StoredLayer,
+    decode_layer,
+    decode_mask,
+    encode_detection,
+    png_bytes,
+    render_overlay,
+)
 from kensa.models.imaging import decode_image as decode_photo
 from kensa.models.types import Detection, Task, Verdict
 from kensa.models.types import Finding as DetectedFinding
-from kensa.models.visualize import LAYERS, render_overlay
 
 log = logging.getLogger(__name__)
 
 
-# -- encoding evidence as PNG ---------------------------------------------------------------------
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)  # 5x faster than 6, ~8% larger
-    return buffer.getvalue()
-
-
-def mask_png(mask: np.ndarray) -> bytes:
-    return _png(Image.fromarray(np.asarray(mask, dtype=bool)))
-
-
-def map_png(values01: np.ndarray) -> bytes:
-    """A map already on [0, 1] (fixed scale) as an 8-bit grayscale PNG."""
-    return _png(Image.fromarray(np.round(np.clip(values01, 0, 1) * 255).astype(np.uint8)))
-
-
-def read_png_array(data: bytes) -> np.ndarray:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return np.asarray(image)
-
-
-@dataclass
-class _RunEvidence:
-    detection: Detection
-    finding_masks: list[bytes | None] = field(default_factory=list)
-    maps: list[tuple[str, str | None, bytes, float, float]] = field(default_factory=list)
-
-
+# -- evidence: the models codec owns what a layer means; we store kind and label verbatim ---------
 @dataclass
 class _Rendered:
     overlay: bytes
-    runs: list[_RunEvidence]
+    runs: list[EncodedDetection]
 
 
 def render_evidence(decoded: DecodedImage, detections: Sequence[Detection]) -> _Rendered:
-    """Default overlay plus the PNGs that let any layer be re-rendered later."""
-    from kensa.models.visualize import normalize_map
-
-    runs = []
-    for det in detections:
-        evidence = _RunEvidence(det)
-        for finding in det.findings:
-            has_mask = finding.mask is not None and bool(finding.mask.any())
-            evidence.finding_masks.append(mask_png(finding.mask) if has_mask else None)
-        if det.anomaly_map is not None:
-            low, high = det.map_range or (float(det.anomaly_map.min()),
-                                          float(det.anomaly_map.max()))
-            evidence.maps.append(("anomaly", None,
-                                  map_png(normalize_map(det.anomaly_map, (low, high))),
-                                  float(low), float(high)))
-        for label, heat in det.heatmaps.items():
-            evidence.maps.append(("gradcam", label, map_png(heat), 0.0, 1.0))
-        runs.append(evidence)
-    overlay = _png(render_overlay(decoded.rgb, detections))
-    return _Rendered(overlay=overlay, runs=runs)
+    """Default overlay plus the blobs that let any layer be re-rendered later."""
+    return _Rendered(overlay=png_bytes(render_overlay(decoded.rgb, detections)),
+                     runs=[encode_detection(det) for det in detections])
 
 
 # -- creating -------------------------------------------------------------------------------------
@@ -137,7 +98,7 @@ def _persist(engine: Engine, store: BlobStore, image_bytes: bytes, decoded: Deco
         image_key = put(image_bytes, decoded.suffix)
         overlay_key = put(rendered.overlay)
         mask_keys = [[put(mask) for mask in ev.finding_masks] for ev in rendered.runs]
-        map_keys = [[put(png) for _, _, png, _, _ in ev.maps] for ev in rendered.runs]
+        map_keys = [[put(layer.png) for layer in ev.layers] for ev in rendered.runs]
         detections = [r.detection for r in rendered.runs]
         inspection = Inspection(
             station=meta.station, operator=meta.operator, note=meta.note,
@@ -167,11 +128,10 @@ def _persist(engine: Engine, store: BlobStore, image_bytes: bytes, decoded: Deco
                         area_px=int(finding.area_px), x0=x0, y0=y0, x1=x1, y1=y1,
                         mask_key=mask_key,
                     ))
-                for (kind, label, _, low, high), map_key in zip(evidence.maps, maps,
-                                                                 strict=True):
+                for layer, map_key in zip(evidence.layers, maps, strict=True):
                     session.add(EvidenceMap(inspection_id=inspection.id, run_id=run.id,
-                                            kind=kind, label=label, map_key=map_key,
-                                            low=low, high=high))
+                                            kind=layer.kind, label=layer.label,
+                                            map_key=map_key, low=layer.low, high=layer.high))
             inspection_id = inspection.id
         return inspection_id
     except BaseException:
@@ -220,8 +180,10 @@ def urls(inspection_id: uuid.UUID) -> tuple[str, str]:
 
 
 def to_public(inspection: Inspection, runs: Sequence[DetectorRun],
-              findings: Sequence[Finding]) -> InspectionPublic:
+              findings: Sequence[Finding], maps: Sequence[EvidenceMap] = ()
+              ) -> InspectionPublic:
     image_url, overlay_url = urls(inspection.id)
+    detector_of = {run.id: run.detector for run in runs}
     order = {run.id: i for i, run in enumerate(runs)}
     ordered = sorted(findings, key=lambda f: (order.get(f.run_id, 0), -f.score))
     return InspectionPublic(
@@ -238,6 +200,9 @@ def to_public(inspection: Inspection, runs: Sequence[DetectorRun],
                         anomaly_score=r.anomaly_score, threshold=r.threshold,
                         timings_ms=r.timings_ms or {}) for r in runs],
         labels=sorted({f.label for f in findings}),
+        evidence=[EvidencePublic(kind=m.kind, label=m.label, detector=detector_of.get(m.run_id, ""),
+                                 url=f"{API_PREFIX}/inspections/{inspection.id}/evidence/{n}")
+                  for n, m in enumerate(maps)],
         image_url=image_url, overlay_url=overlay_url,
         width=inspection.width, height=inspection.height, station=inspection.station,
         operator=inspection.operator, note=inspection.note, deleted_at=inspection.deleted_at,
@@ -251,13 +216,17 @@ def publics(session: Session, inspections: Sequence[Inspection]) -> list[Inspect
         return []
     runs: dict[uuid.UUID, list[DetectorRun]] = {i: [] for i in ids}
     findings: dict[uuid.UUID, list[Finding]] = {i: [] for i in ids}
+    maps: dict[uuid.UUID, list[EvidenceMap]] = {i: [] for i in ids}
     for run in session.execute(select(DetectorRun).where(DetectorRun.inspection_id.in_(ids))
                             .order_by(DetectorRun.id)).scalars():
         runs[run.inspection_id].append(run)
     for finding in session.execute(select(Finding).where(Finding.inspection_id.in_(ids))
                                 .order_by(Finding.id)).scalars():
         findings[finding.inspection_id].append(finding)
-    return [to_public(i, runs[i.id], findings[i.id]) for i in inspections]
+    for m in session.execute(select(EvidenceMap).where(EvidenceMap.inspection_id.in_(ids))
+                          .order_by(EvidenceMap.id)).scalars():
+        maps[m.inspection_id].append(m)
+    return [to_public(i, runs[i.id], findings[i.id], maps[i.id]) for i in inspections]
 
 
 def get_public(engine: Engine, inspection_id: uuid.UUID) -> InspectionPublic | None:
@@ -346,35 +315,32 @@ def set_deleted(engine: Engine, inspection_id: uuid.UUID, deleted: bool
 # -- overlays on demand ---------------------------------------------------------------------------
 def stored_detections(session: Session, store: BlobStore, inspection: Inspection
                       ) -> list[Detection]:
-    """Rebuild the detections of an inspection from its stored rows, masks and maps."""
+    """Rebuild the detections of an inspection from its stored rows and blobs (models codec)."""
     runs = session.execute(select(DetectorRun).where(DetectorRun.inspection_id == inspection.id)
                         .order_by(DetectorRun.id)).scalars().all()
     findings = session.execute(select(Finding).where(Finding.inspection_id == inspection.id)
                             .order_by(Finding.id)).scalars().all()
     maps = session.execute(select(EvidenceMap).where(EvidenceMap.inspection_id == inspection.id)
-                        ).scalars().all()
+                        .order_by(EvidenceMap.id)).scalars().all()
     out = []
     for run in runs:
         det = Detection(detector=run.detector, version=run.version, task=Task(run.task),
                         verdict=Verdict(run.verdict), anomaly_score=run.anomaly_score,
                         threshold=run.threshold)
         for f in (f for f in findings if f.run_id == run.id):
-            mask = read_png_array(store.read(f.mask_key)).astype(bool) if f.mask_key else None
             det.findings.append(DetectedFinding(
                 label=f.label, score=f.score, detector=f.detector, area_px=f.area_px,
-                bbox=None if f.x0 is None else (f.x0, f.y0, f.x1, f.y1), mask=mask))
-        for m in (m for m in maps if m.run_id == run.id):
-            values = read_png_array(store.read(m.map_key)).astype(np.float32) / 255.0
-            if m.kind == "anomaly":
-                det.anomaly_map, det.map_range = values, (0.0, 1.0)
-            else:
-                det.heatmaps[m.label or "gradcam"] = values
+                bbox=None if f.x0 is None else (f.x0, f.y0, f.x1, f.y1),
+                mask=decode_mask(store.read(f.mask_key)) if f.mask_key else None))
+        det.evidence = [decode_layer(StoredLayer(m.kind, m.label, store.read(m.map_key),
+                                                 m.low, m.high))
+                        for m in maps if m.run_id == run.id]
         out.append(det)
     return out
 
 
 def render_stored_overlay(engine: Engine, store: BlobStore, inspection_id: uuid.UUID,
-                          layers: Sequence[str] = LAYERS) -> bytes | None:
+                          layers: Sequence[str] | None = None) -> bytes | None:
     with Session(engine) as session:
         inspection = session.get(Inspection, inspection_id)
         if inspection is None:
@@ -382,7 +348,18 @@ def render_stored_overlay(engine: Engine, store: BlobStore, inspection_id: uuid.
         detections = stored_detections(session, store, inspection)
         image_key = inspection.image_key
     image = decode_photo(store.read(image_key), max_pixels=None, min_side=1).rgb
-    return _png(render_overlay(image, detections, layers=layers))
+    return png_bytes(render_overlay(image, detections, layers=layers))
+
+
+def evidence_blob(engine: Engine, inspection_id: uuid.UUID, n: int) -> str | None:
+    """The blob key of the ``n``-th evidence layer (record order) of an inspection, or None."""
+    if n < 0:
+        return None
+    with Session(engine) as session:
+        return session.execute(
+            select(EvidenceMap.map_key).where(EvidenceMap.inspection_id == inspection_id)
+            .order_by(EvidenceMap.id).offset(n).limit(1)
+        ).scalar_one_or_none()
 
 
 # -- stats ----------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 A subclass provides the module and ``score_maps`` (raw scores at any resolution) plus
 ``fit_good``; this base calibrates thresholds from held-out good images (or at the F1 optimum
 when labelled defects are given), keeps heatmaps on a fixed calibrated scale, turns maps into
-findings and decides the verdict, with a ``review`` band just below the threshold.
+findings and decides the verdict with ``kensa.models.decision``: its default review band
+``(1.0, 1.15)`` sits just *above* the threshold (a score just past a good-only threshold may be
+a good outlier, so a person looks first).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from sklearn.metrics import precision_recall_curve
 
 from kensa.models.base import Detector, DetectorConfig, Postprocess
 from kensa.models.data.samples import Sample
+from kensa.models.decision import ANOMALY_BAND, verdict_for
 from kensa.models.imaging import resize_map, to_tensor
-from kensa.models.types import Detection, Finding, Task, Verdict
+from kensa.models.types import Detection, EvidenceLayer, Finding, Task, Verdict
 
 log = logging.getLogger(__name__)
 ANOMALY_LABEL = "anomaly"
@@ -48,9 +51,10 @@ class AnomalyPostprocess(Postprocess):
     pixel_threshold: float | None = Field(None, description="raw pixel score of a defect pixel")
     map_low: float = Field(0.0, description="typical good pixel score: the heatmap's zero")
     review_band: tuple[float, float] = Field(
-        (1.0, 1.15),
-        description="normalised scores in [low, high) get 'review', >= high 'defect': a score "
-        "just past the good-only threshold may be a good outlier, so a person looks first",
+        ANOMALY_BAND,
+        description="score/threshold in [low, high) gives 'review', >= high 'defect' "
+        "(kensa.models.decision): a score just past the good-only threshold may be a good "
+        "outlier, so a person looks first",
     )
     min_area_fraction: float = Field(5e-4, description="smallest finding, as image fraction")
 
@@ -185,13 +189,7 @@ class AnomalyDetector(Detector):
     def verdict_for(self, score: float) -> Verdict:
         if self.post.threshold is None:
             raise RuntimeError(f"{self.name} is not calibrated; fit it first")
-        ratio = score / self.post.threshold
-        low, high = self.post.review_band
-        if ratio >= high:
-            return Verdict.DEFECT
-        if ratio >= low:
-            return Verdict.REVIEW
-        return Verdict.OK
+        return verdict_for(score, self.post.threshold, self.post.review_band)
 
     def findings_from_map(self, full_map: np.ndarray, score: float,
                           verdict: Verdict) -> list[Finding]:
@@ -252,7 +250,8 @@ class AnomalyDetector(Detector):
             out.append(Detection(
                 detector=self.name, version=self.version, task=Task.ANOMALY, verdict=verdict,
                 findings=findings, anomaly_score=float(score), threshold=self.post.threshold,
-                anomaly_map=full_map, map_range=(self.post.map_low, self.post.pixel_threshold),
+                evidence=[EvidenceLayer("heatmap", ANOMALY_LABEL, full_map,
+                                        (self.post.map_low, self.post.pixel_threshold))],
                 timings_ms={"model": per_image_ms,
                             "postprocess": (time.perf_counter() - t0) * 1000},
             ))

@@ -23,11 +23,12 @@ from torch import nn
 from kensa.models.backbones import WeightsOrigin, create_backbone
 from kensa.models.base import Detector, DetectorConfig, Postprocess
 from kensa.models.data.samples import Sample
+from kensa.models.decision import CLASSIFY_BAND, verdict_for
 from kensa.models.detectors.fitting import prepare_training_data, train_loop
 from kensa.models.detectors.gradcam import grad_cam
 from kensa.models.imaging import resize_map, to_tensor
 from kensa.models.registry import register_detector
-from kensa.models.types import Detection, Finding, Task, Verdict
+from kensa.models.types import Detection, EvidenceLayer, Finding, Task, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class ClassifierPostprocess(Postprocess):
                                          description="per-label probability thresholds")
     default_threshold: float = 0.5
     review_band: tuple[float, float] = Field(
-        (0.8, 1.0), description="score/threshold in [low, high) gives the verdict 'review'")
+        CLASSIFY_BAND, description="probability/threshold in [low, high) gives 'review', "
+        ">= high 'defect' (kensa.models.decision)")
     heatmaps: bool = Field(True, description="Grad-CAM per predicted label")
 
 
@@ -188,14 +190,11 @@ class DefectClassifier(Detector):
 
     def decide(self, probs: np.ndarray) -> tuple[Verdict, list[tuple[str, float, Verdict]]]:
         """Verdict and the labels at or near their thresholds ``(label, prob, verdict)``."""
-        low, high = self.post.review_band
         hits = []
         for label, p in zip(self.labels, probs, strict=True):
-            ratio = float(p) / self.threshold_for(label)
-            if ratio >= high:
-                hits.append((label, float(p), Verdict.DEFECT))
-            elif ratio >= low:
-                hits.append((label, float(p), Verdict.REVIEW))
+            verdict = verdict_for(float(p), self.threshold_for(label), self.post.review_band)
+            if verdict != Verdict.OK:
+                hits.append((label, float(p), verdict))
         hits.sort(key=lambda h: h[1], reverse=True)
         return Verdict.combine([h[2] for h in hits]), hits
 
@@ -236,13 +235,14 @@ class DefectClassifier(Detector):
         cam_ms = (time.perf_counter() - t1) * 1000 / len(images)
         detections = []
         for image, (verdict, hits), cam in zip(images, decisions, cams, strict=True):
-            heatmaps = {self.labels[c]: np.clip(resize_map(m, image.shape[:2]), 0, 1)
-                        for c, m in cam.items()}
+            evidence = [EvidenceLayer("gradcam", self.labels[c],
+                                      np.clip(resize_map(m, image.shape[:2]), 0, 1), (0.0, 1.0))
+                        for c, m in cam.items()]
             findings = [Finding(label=label, score=p, detector=self.name)
                         for label, p, _ in hits]
             detections.append(Detection(
                 detector=self.name, version=self.version, task=Task.CLASSIFY, verdict=verdict,
-                findings=findings, heatmaps=heatmaps,
+                findings=findings, evidence=evidence,
                 timings_ms={"model": model_ms, "gradcam": cam_ms}))
         return detections
 

@@ -24,6 +24,7 @@ from torch import nn
 from kensa.models.backbones import WeightsOrigin, WeightsUnavailable, create_backbone
 from kensa.models.base import Detector, DetectorConfig, Postprocess
 from kensa.models.data.samples import Sample
+from kensa.models.decision import SEGMENT_BAND, cut
 from kensa.models.detectors.classifier import STEEL_CLASSES
 from kensa.models.detectors.fitting import prepare_training_data, train_loop
 from kensa.models.imaging import resize_map, to_tensor
@@ -84,7 +85,9 @@ class ClassPost(BaseModel):
 class SegmenterPostprocess(Postprocess):
     classes: dict[str, ClassPost] = Field(default_factory=dict)
     review_band: tuple[float, float] = Field(
-        (0.8, 1.0), description="masks that appear only at threshold x low give 'review'")
+        SEGMENT_BAND, description="per pixel, probability/threshold >= high is 'defect', in "
+        "[low, high) 'review' (kensa.models.decision): masks that appear only at threshold x "
+        "low give 'review'")
     score: Literal["max", "mean"] = Field("max", description="finding score from its pixels")
 
 
@@ -272,7 +275,8 @@ class DefectSegmenter(Detector):
         size = image.shape[:2]
         findings: list[Finding] = []
         verdicts: list[Verdict] = []
-        low, high = self.post.review_band
+        band = self.post.review_band
+        low, high = cut(1.0, band, Verdict.REVIEW), cut(1.0, band, Verdict.DEFECT)
         for c, label in enumerate(self.labels):
             full = np.clip(resize_map(prob[c], size), 0, 1)
             mask = self.masks_from_probs(full, label, high)

@@ -31,3 +31,36 @@ def test_upgrade_matches_models_and_downgrade_empties(database_url: str) -> None
         assert set(sa.inspect(engine).get_table_names()) >= set(TABLES)
     finally:
         engine.dispose()
+
+
+def test_0002_renames_stored_anomaly_maps_to_heatmap_and_back(database_url: str) -> None:
+    from sqlmodel import Session
+
+    from kensa.backend.records import DetectorRun, EvidenceMap, Inspection
+
+    engine = db.make_engine(database_url)
+    try:
+        db.upgrade(engine, "0001")
+        with Session(engine) as session, session.begin():
+            inspection = Inspection(verdict="ok", image_key="i", image_content_type="image/png",
+                                    width=1, height=1)
+            session.add(inspection)
+            session.flush()
+            run = DetectorRun(inspection_id=inspection.id, detector="pc", version="1",
+                              task="anomaly", verdict="ok")
+            session.add(run)
+            session.flush()
+            for kind in ("anomaly", "gradcam"):
+                session.add(EvidenceMap(inspection_id=inspection.id, run_id=run.id, kind=kind,
+                                        map_key=kind))
+
+        def kinds() -> list[str]:
+            with engine.connect() as conn:
+                return sorted(conn.execute(sa.text("SELECT kind FROM evidence_map")).scalars())
+
+        db.upgrade(engine)
+        assert kinds() == ["gradcam", "heatmap"]
+        db.downgrade(engine, "0001")
+        assert kinds() == ["anomaly", "gradcam"]
+    finally:
+        engine.dispose()

@@ -63,9 +63,10 @@ def test_good_strip_heatmaps_stay_below_the_pixel_threshold(fitted, held_out):
     good, _ = held_out
     hot = []  # share of each good strip's pixels at or above the pixel threshold
     for detection in detector.predict_batch(good):
-        low, high = detection.map_range
-        assert high == detector.post.pixel_threshold and low < high
-        hot.append(float((detection.anomaly_map >= high).mean()))
+        heat = detection.layer("heatmap")
+        low, high = heat.scale
+        assert high == pytest.approx(detector.post.pixel_threshold) and low < high
+        hot.append(float((heat.values >= high).mean()))
     hot = np.array(hot)
     assert hot.mean() < 0.01, hot
     assert (hot < 0.01).sum() >= len(good) - 2 and hot.max() < 0.05, hot
@@ -108,7 +109,7 @@ def test_artifact_round_trip_gives_identical_outputs(fitted, held_out, tmp_path)
     for a, b in zip(before, after, strict=True):
         assert a.anomaly_score == b.anomaly_score
         assert a.verdict == b.verdict
-        np.testing.assert_array_equal(a.anomaly_map, b.anomaly_map)
+        np.testing.assert_array_equal(a.layer("heatmap").values, b.layer("heatmap").values)
 
 
 def test_vae_split_gradients_train_encoder_and_decoder_separately(generator):

@@ -65,9 +65,9 @@ def test_thresholds_are_tuned_saved_and_applied_after_round_trip(trained, tmp_pa
         assert a.verdict == b.verdict and a.labels == b.labels
         np.testing.assert_allclose([f.score for f in a.findings],
                                    [f.score for f in b.findings], rtol=1e-5)
-        assert a.heatmaps.keys() == b.heatmaps.keys()
-        for label in a.heatmaps:
-            np.testing.assert_allclose(a.heatmaps[label], b.heatmaps[label], atol=1e-4)
+        assert [e.label for e in a.evidence] == [e.label for e in b.evidence]
+        for ea, eb in zip(a.evidence, b.evidence, strict=True):
+            np.testing.assert_allclose(ea.values, eb.values, atol=1e-4)
     # a run-time threshold change written to config.json is what the next load applies
     spot = next(s for s in val if s.labels == ("spot",) and "line" not in loaded(s.image).labels)
     line_prob = float(loaded.probabilities([spot.image])[0, LABELS.index("line")])
@@ -86,8 +86,8 @@ def test_detection_carries_findings_and_gradcam_at_original_size(trained):
     assert set(detection.labels) == {"line", "spot"}
     for finding in detection.findings:
         assert 0 <= finding.score <= 1 and finding.detector == detector.name
-    assert set(detection.heatmaps) == {"line", "spot"}
-    for heat in detection.heatmaps.values():
+    assert {e.label for e in detection.layers("gradcam")} == {"line", "spot"}
+    for heat in (e.values for e in detection.layers("gradcam")):
         assert heat.shape == IMAGE and heat.min() >= 0 and heat.max() <= 1
 
 

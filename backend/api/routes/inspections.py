@@ -19,9 +19,10 @@ from kensa.backend.records import InspectionList, InspectionPublic
 from kensa.backend.services import inspections as service
 from kensa.backend.services.images import ImageRejected, check_declared_type
 from kensa.backend.services.storage import BlobMissing, BlobStore
+from kensa.contract.constants import FINDING_LAYERS
 from kensa.contract.schemas import ErrorBody
+from kensa.models.evidence import overlay_layers
 from kensa.models.types import Verdict
-from kensa.models.visualize import LAYERS
 
 CACHE = {"Cache-Control": "private, max-age=86400"}
 NOT_FOUND = {404: {"model": ErrorBody, "description": "no such inspection (or finding)"}}
@@ -207,7 +208,8 @@ async def get_image(inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep
 async def get_overlay(
     inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep,
     layers: Annotated[str | None, Query(
-        description=f"comma-separated, any of {', '.join(LAYERS)}; default: all; "
+        description=f"comma-separated, any of {', '.join(FINDING_LAYERS)} and every "
+                    "registered evidence kind (heatmap, gradcam, ...); default: all; "
                     "empty: the photo alone")] = None,
 ) -> Response:
     """The photo with evidence drawn over it (PNG); ``layers`` re-renders from stored maps."""
@@ -216,12 +218,13 @@ async def get_overlay(
         raise _not_found(inspection_id)
     if layers is None and inspection.overlay_key:
         return await blob_response(store, inspection.overlay_key, "image/png")
-    requested = ",".join(LAYERS) if layers is None else layers  # "" = the bare photo
+    known = overlay_layers()
+    requested = ",".join(known) if layers is None else layers  # "" = the bare photo
     chosen = [v.strip() for v in requested.split(",") if v.strip()]
-    unknown = sorted(set(chosen) - set(LAYERS))
+    unknown = sorted(set(chosen) - set(known))
     if unknown:
         raise _bad_query("layers", layers or "", f"unknown layers {unknown}; known: "
-                                                 f"{', '.join(LAYERS)}")
+                                                 f"{', '.join(known)}")
     png = await anyio.to_thread.run_sync(service.render_stored_overlay, engine, store,
                                          inspection_id, chosen)
     return Response(png, media_type="image/png", headers=CACHE)
@@ -237,6 +240,18 @@ async def get_finding_mask(inspection_id: uuid.UUID,
                                          finding_id)
     if key is None:
         raise HTTPException(404, f"no mask for finding {finding_id} of {inspection_id}")
+    return await blob_response(store, key, "image/png")
+
+
+@_id_route("GET", "/{inspection_id}/evidence/{n}", response_class=FileResponse,
+           responses={200: {"content": {"image/png": {}}}})
+async def get_evidence(inspection_id: uuid.UUID, n: Annotated[int, PathParam(ge=0, le=MAX_DB_INT)],
+                       engine: EngineDep, store: StoreDep) -> Response:
+    """The ``n``-th layer of the record's ``evidence`` as an 8-bit grayscale PNG at the
+    size it was stored (0..255 = the layer's fixed scale)."""
+    key = await anyio.to_thread.run_sync(service.evidence_blob, engine, inspection_id, n)
+    if key is None:
+        raise HTTPException(404, f"no evidence layer {n} for {inspection_id}")
     return await blob_response(store, key, "image/png")
 
 
