@@ -25,7 +25,8 @@ from kensa.backend.main import create_app
 
 STRIP_SIZE = (128, 256)
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-TABLES = ("inspection", "detector_run", "finding", "evidence_map")
+TABLES = ("inspection", "detector_run", "finding", "evidence_map", "dataset", "dataset_image",
+          "job", "detector_version")
 
 
 def encode(image: np.ndarray, fmt: str = "PNG", **options: Any) -> bytes:
