@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     inference_concurrency: int = Field(2, ge=1, description="detector calls at once")
     demo_good_images: int = Field(40, ge=2, description="synthetic good strips for the demo")
     serve_client: bool = Field(True, description="mount the web client at /")
+    job_runner: str = Field("local", description="local (worker subprocess) or celery")
+    job_concurrency: int = Field(1, ge=1, description="training jobs at once (local runner)")
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker")
 
     @computed_field  # type: ignore[prop-decorator]
     @cached_property

@@ -22,6 +22,8 @@ from kensa.backend import db
 from kensa.backend.api.main import api_router
 from kensa.backend.api.routes import health
 from kensa.backend.config import Settings
+from kensa.backend.jobs.runner import make_runner
+from kensa.backend.services import versions
 from kensa.backend.services.inference import DetectorPool
 from kensa.backend.services.storage import BlobStore
 
@@ -33,14 +35,17 @@ MULTIPART_OVERHEAD = 1024 * 1024  # form fields and boundaries on top of the pho
 async def _load_detectors(app: FastAPI) -> None:
     settings: Settings = app.state.settings
     try:
-        app.state.pool = await anyio.to_thread.run_sync(
-            lambda: DetectorPool.load(
+        def load() -> DetectorPool:
+            pool = DetectorPool.load(
                 settings.model_dir, settings.extra_models,
                 concurrency=settings.inference_concurrency,
                 demo_good_images=settings.demo_good_images,
-            ),
-            abandon_on_cancel=True,
-        )
+            )
+            versions.apply_deployed(app.state.engine, app.state.store, pool,
+                                    settings.data_dir / "versions")
+            return pool
+
+        app.state.pool = await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
         log.info("ready: %s", ", ".join(app.state.pool.names))
     except Exception as exc:
         log.exception("loading detectors failed")
@@ -57,12 +62,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.store = BlobStore(settings.storage_dir)
     app.state.pool = None
     app.state.load_error = None
+    app.state.jobs = make_runner(settings, engine)
+    await anyio.to_thread.run_sync(app.state.jobs.start)
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_load_detectors, app)
             yield
             tasks.cancel_scope.cancel()
     finally:
+        await anyio.to_thread.run_sync(app.state.jobs.stop)
         engine.dispose()
 
 

@@ -29,10 +29,24 @@ from kensa.contract.schemas import (
 )
 
 __all__ = [  # the public schemas are re-exported for the service
-    "DetectorPublic", "DetectorRef", "DetectorRun", "EvidenceMap", "Finding", "FindingPublic",
-    "Dataset", "DatasetImage", "DetectorVersion", "Inspection", "InspectionList", "Job",
-    "InspectionPublic", "RunPublic", "StatsBucket",
-    "StatsPublic", "StatsTotals", "ThresholdUpdate",
+    "Dataset",
+    "DatasetImage",
+    "DetectorPublic",
+    "DetectorRef",
+    "DetectorRun",
+    "DetectorVersion",
+    "EvidenceMap",
+    "Finding",
+    "FindingPublic",
+    "Inspection",
+    "InspectionList",
+    "InspectionPublic",
+    "Job",
+    "RunPublic",
+    "StatsBucket",
+    "StatsPublic",
+    "StatsTotals",
+    "ThresholdUpdate",
 ]
 
 

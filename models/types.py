@@ -71,6 +71,7 @@ class Detection:
     map_range: tuple[float, float] | None = None
     heatmaps: dict[str, np.ndarray] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    threshold_method: str | None = None  # how ``threshold`` was set (calibration, manual)
 
     @property
     def normalized_score(self) -> float | None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from kensa.backend.api.routes import detectors, inspections, stats
+from kensa.backend.api.routes import datasets, detectors, inspections, jobs, stats
 
 api_router = APIRouter()
 api_router.include_router(inspections.upload_router)
 api_router.include_router(inspections.router)
 api_router.include_router(stats.router)
 api_router.include_router(detectors.router)
+api_router.include_router(datasets.router)
+api_router.include_router(jobs.router)

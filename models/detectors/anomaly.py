@@ -53,6 +53,7 @@ class AnomalyPostprocess(Postprocess):
         "just past the good-only threshold may be a good outlier, so a person looks first",
     )
     min_area_fraction: float = Field(5e-4, description="smallest finding, as image fraction")
+    threshold_method: str | None = Field(None, description="how the threshold was set")
 
 
 class AnomalyDetector(Detector):
@@ -164,6 +165,7 @@ class AnomalyDetector(Detector):
                 threshold = (cut + float(below.max())) / 2 if below.size else cut
                 method = "f1-optimum"
         self.post.threshold = max(threshold, 1e-12)
+        self.post.threshold_method = method
         self.post.pixel_threshold = max(self.post.pixel_threshold, self.post.map_low + 1e-6)
         log.info("%s calibrated: threshold %.4g (%s), pixel threshold %.4g", self.name,
                  self.post.threshold, method, self.post.pixel_threshold)
@@ -181,6 +183,7 @@ class AnomalyDetector(Detector):
         if not value > 0:
             raise ValueError("threshold must be positive")
         self.post.threshold = float(value)
+        self.post.threshold_method = "manual"
 
     def verdict_for(self, score: float) -> Verdict:
         if self.post.threshold is None:
@@ -253,6 +256,7 @@ class AnomalyDetector(Detector):
                 detector=self.name, version=self.version, task=Task.ANOMALY, verdict=verdict,
                 findings=findings, anomaly_score=float(score), threshold=self.post.threshold,
                 anomaly_map=full_map, map_range=(self.post.map_low, self.post.pixel_threshold),
+                threshold_method=self.post.threshold_method,
                 timings_ms={"model": per_image_ms,
                             "postprocess": (time.perf_counter() - t0) * 1000},
             ))
