@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -24,7 +24,7 @@ from kensa.backend.services.storage import BlobStore
 from kensa.contract.schemas import DetectorVersionPublic, ShadowAgreement
 
 ARTIFACT_SUFFIX = {"config.json": "json", "metrics.json": "json",
-                   "weights.safetensors": "safetensors"}
+                   "weights.safetensors": "bin"}
 
 
 def publish(engine: Engine, store: BlobStore, directory: Path, *, name: str, version: str,
@@ -98,7 +98,8 @@ def agreement(session: Session, name: str, version: str) -> ShadowAgreement:
     """How often the shadow runs of ``version`` gave the same verdict as the shown run."""
     shown = aliased(DetectorRun)
     rows = session.execute(
-        select(func.count(), func.sum((shown.verdict == DetectorRun.verdict).cast(int)))
+        select(func.count(), func.sum(case((shown.verdict == DetectorRun.verdict, 1),
+                                           else_=0)))
         .select_from(DetectorRun)
         .join(shown, (shown.inspection_id == DetectorRun.inspection_id)
               & (shown.detector == DetectorRun.detector) & shown.shadow.is_(False))

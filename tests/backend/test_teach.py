@@ -74,7 +74,7 @@ async def train(client: httpx.AsyncClient, dataset: str, **config) -> dict:
     assert response.status_code == 202, response.text
     assert response.json()["status"] in ("queued", "running")
     job, seen = await wait_job(client, response.json()["id"])
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", job["message"]
     assert seen == sorted(seen) and job["progress"] == 1.0
     return job
 
