@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     job_runner: str = Field("local", description="local (worker subprocess) or celery")
     job_concurrency: int = Field(1, ge=1, description="training jobs at once (local runner)")
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker")
+    celery_queue: str = Field("kensa", description="the Celery queue training jobs go to")
 
     @computed_field  # type: ignore[prop-decorator]
     @cached_property

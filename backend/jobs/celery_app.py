@@ -10,9 +10,9 @@ from celery import Celery
 from kensa.backend.config import Settings
 
 
-def make_celery(broker_url: str) -> Celery:
+def make_celery(broker_url: str, queue: str = "kensa") -> Celery:
     app = Celery("kensa", broker=broker_url)
-    app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1,
+    app.conf.update(task_default_queue=queue, task_acks_late=True, worker_prefetch_multiplier=1,
                     task_ignore_result=True, broker_connection_retry_on_startup=True)
 
     @app.task(name="kensa.run_job")
@@ -26,4 +26,5 @@ def make_celery(broker_url: str) -> Celery:
     return app
 
 
-app = make_celery(Settings().broker_url)
+_settings = Settings()
+app = make_celery(_settings.broker_url, _settings.celery_queue)

@@ -38,6 +38,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, "KENSA_DATABASE_URL": settings.database_url,
             "KENSA_STORAGE_DIR": str(settings.storage_dir.resolve()),
             "KENSA_DATA_DIR": str(settings.data_dir.resolve()),
+            "KENSA_BROKER_URL": settings.broker_url, "KENSA_CELERY_QUEUE": settings.celery_queue,
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
 
@@ -128,7 +129,7 @@ class CeleryRunner:
         from kensa.backend.jobs.celery_app import make_celery
 
         self.settings, self.engine = settings, engine
-        self.app = make_celery(settings.broker_url)
+        self.app = make_celery(settings.broker_url, settings.celery_queue)
 
     def start(self) -> None:
         pass  # workers are separate processes; they mark their own interrupted jobs

@@ -114,6 +114,6 @@ async def cancel_job(job_id: uuid.UUID, engine: EngineDep, request: Request) -> 
     job = await _job(engine, job_id)
     if job.status in JOB_FINAL:
         raise HTTPException(409, f"job {job_id} already {job.status}")
-    await anyio.to_thread.run_sync(state.write, engine, job_id, cancel_requested=True)
+    await anyio.to_thread.run_sync(lambda: state.write(engine, job_id, cancel_requested=True))
     await anyio.to_thread.run_sync(request.app.state.jobs.cancel, job_id)
     return state.public(await _job(engine, job_id))
