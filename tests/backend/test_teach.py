@@ -205,3 +205,26 @@ async def test_bad_input_writes_nothing(sqlite_service: Service, tmp_path: Path)
     assert (await client.post(missing)).status_code == 404
     assert (await client.get(
         "/api/v1/jobs/00000000-0000-0000-0000-000000000000")).status_code == 404
+
+
+async def test_job_running_at_a_restart_is_marked_failed(tmp_path: Path, model_dir: Path
+                                                        ) -> None:
+    from backend_testing import make_settings, running_service
+    from sqlmodel import Session
+
+    from kensa.backend import db
+    from kensa.backend.records import Job
+
+    settings = make_settings(tmp_path, model_dir)
+    settings.ensure_dirs()
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+    with Session(engine) as session, session.begin():
+        job = Job(kind="train", status="running", progress=0.4, params={})
+        session.add(job)
+        session.flush()
+        job_id = str(job.id)
+    engine.dispose()
+    async with running_service(settings) as svc:
+        body = (await svc.client.get(f"/api/v1/jobs/{job_id}")).json()
+        assert body["status"] == "failed" and "interrupted" in body["message"]
