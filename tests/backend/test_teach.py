@@ -151,7 +151,7 @@ async def test_cancel_and_killed_worker(sqlite_service: Service) -> None:
     assert (await client.post(f"/api/v1/jobs/{job['id']}/cancel")).status_code == 409
 
     job = (await client.post("/api/v1/jobs", json=body)).json()
-    running, _ = await wait_job(client, job["id"], until=("running",))
+    _running, _ = await wait_job(client, job["id"], until=("running",))
     from kensa.backend.jobs import state
 
     worker = None
