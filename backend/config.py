@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         description="signs the web client's upload URLs; default: a new random key per start",
     )
 
+    job_runner: str = Field("local", description="local (worker subprocess) or celery")
+    job_concurrency: int = Field(1, ge=1, description="training jobs at once (local runner)")
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker")
+    celery_queue: str = Field("kensa", description="the Celery queue training jobs go to")
+
     @model_validator(mode="after")
     def _one_bucket(self) -> Settings:
         if self.storage_url is None:

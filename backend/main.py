@@ -27,6 +27,8 @@ from kensa.backend import db
 from kensa.backend.api.main import api_router, fallback_router
 from kensa.backend.api.routes import health
 from kensa.backend.config import Settings
+from kensa.backend.jobs.runner import make_runner
+from kensa.backend.services import versions
 from kensa.backend.services.inference import DetectorPool
 from kensa.backend.services.storage import make_store
 from kensa.backend.services.sweep import sweep
@@ -39,20 +41,35 @@ MAX_ECHO = 200  # characters of a rejected input a 422 body repeats
 
 
 async def _load_detectors(app: FastAPI) -> None:
+    """Load the detectors and the versions deployed in the database (once it answers)."""
     settings: Settings = app.state.settings
+    while not app.state.db_ready:
+        await anyio.sleep(0.2)
     try:
-        app.state.pool = await anyio.to_thread.run_sync(
-            lambda: DetectorPool.load(
+        def load() -> DetectorPool:
+            pool = DetectorPool.load(
                 settings.model_dir, settings.extra_models,
                 concurrency=settings.inference_concurrency,
                 demo_good_images=settings.demo_good_images, device=settings.device,
-            ),
-            abandon_on_cancel=True,
-        )
+            )
+            versions.apply_deployed(app.state.engine, app.state.store, pool,
+                                    settings.data_dir / "versions")
+            return pool
+
+        app.state.pool = await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
         log.info("ready: %s", ", ".join(app.state.pool.names))
     except Exception as exc:
         log.exception("loading detectors failed")
         app.state.load_error = f"{type(exc).__name__}: {exc}"
+
+
+async def _database_ready(app: FastAPI, tasks: anyio.abc.TaskGroup) -> None:
+    """The database answers and is migrated: mark it, resume the job runner (which fails jobs a
+    restart interrupted) and sweep the blob store in the background."""
+    app.state.db_ready, app.state.db_error = True, None
+    await anyio.to_thread.run_sync(app.state.jobs.start)
+    app.state.jobs_started = True
+    tasks.start_soon(_sweep_blobs, app)
 
 
 async def _migrate_or_retry(app: FastAPI, tasks: anyio.abc.TaskGroup) -> None:
@@ -65,8 +82,7 @@ async def _migrate_or_retry(app: FastAPI, tasks: anyio.abc.TaskGroup) -> None:
             raise
         tasks.start_soon(_migrate, app)
         return
-    app.state.db_ready, app.state.db_error = True, None
-    tasks.start_soon(_sweep_blobs, app)
+    await _database_ready(app, tasks)
 
 
 async def _migrate(app: FastAPI) -> None:
@@ -83,9 +99,8 @@ async def _migrate(app: FastAPI) -> None:
                         .__name__, DB_RETRY_S)
             await anyio.sleep(DB_RETRY_S)
             continue
-        app.state.db_error = None
-        app.state.db_ready = True
-        await _sweep_blobs(app)
+        async with anyio.create_task_group() as tasks:
+            await _database_ready(app, tasks)
         return
 
 
@@ -111,6 +126,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.pool = None
     app.state.load_error = None
     app.state.sweep_report = None
+    app.state.jobs = make_runner(settings, engine)
+    app.state.jobs_started = False
     try:
         async with anyio.create_task_group() as tasks:
             await _migrate_or_retry(app, tasks)
@@ -118,6 +135,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
             tasks.cancel_scope.cancel()
     finally:
+        if app.state.jobs_started:
+            await anyio.to_thread.run_sync(app.state.jobs.stop)
         engine.dispose()
 
 

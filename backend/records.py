@@ -31,10 +31,25 @@ from kensa.contract.schemas import (
 )
 
 __all__ = [  # the public schemas are re-exported for the service
-    "DetectorPublic", "DetectorRef", "DetectorRun", "EvidenceMap", "EvidencePublic",
-    "Finding", "FindingPublic",
-    "Inspection", "InspectionList", "InspectionPublic", "RunPublic", "StatsBucket",
-    "StatsPublic", "StatsTotals", "ThresholdUpdate",
+    "Dataset",
+    "DatasetImage",
+    "DetectorPublic",
+    "DetectorRef",
+    "DetectorRun",
+    "DetectorVersion",
+    "EvidenceMap",
+    "EvidencePublic",
+    "Finding",
+    "FindingPublic",
+    "Inspection",
+    "InspectionList",
+    "InspectionPublic",
+    "Job",
+    "RunPublic",
+    "StatsBucket",
+    "StatsPublic",
+    "StatsTotals",
+    "ThresholdUpdate",
 ]
 
 
@@ -75,6 +90,8 @@ class DetectorRun(SQLModel, table=True):
     anomaly_score: float | None = None  # raw, in the detector's own units
     threshold: float | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON))
+    threshold_method: str | None = Field(default=None, max_length=50)
+    shadow: bool = False  # a candidate version run beside the active one, not in the verdict
 
 
 class Finding(SQLModel, table=True):
@@ -112,3 +129,74 @@ class EvidenceMap(SQLModel, table=True):
     map_key: str = Field(max_length=80)
     low: float = 0.0
     high: float = 1.0
+
+
+# -- teach, train, deploy -----------------------------------------------------------------------
+class Dataset(SQLModel, table=True):
+    """A named set of labelled images to train and evaluate detectors on."""
+
+    __tablename__ = "dataset"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    station: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DatasetImage(SQLModel, table=True):
+    """One image of a dataset: ``label`` is ``good`` or a defect label; blobs by key."""
+
+    __tablename__ = "dataset_image"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: uuid.UUID = Field(foreign_key="dataset.id", ondelete="CASCADE", index=True)
+    label: str = Field(max_length=100)
+    image_key: str = Field(max_length=80)
+    content_type: str = Field(max_length=50)
+    mask_key: str | None = Field(default=None, max_length=80)
+    width: int
+    height: int
+    inspection_id: uuid.UUID | None = None  # where it came from, when added from history
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Job(SQLModel, table=True):
+    """A background job (train); the worker writes its progress here, whatever runs it."""
+
+    __tablename__ = "job"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    kind: str = Field(max_length=16)
+    status: str = Field(max_length=16, index=True)
+    progress: float = 0.0
+    message: str = Field(default="", max_length=2000)
+    params: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    version: str | None = Field(default=None, max_length=100)
+    metrics: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    runner: str = Field(default="local", max_length=16)
+    worker: str | None = Field(default=None, max_length=200)  # pid@host or a celery task id
+    cancel_requested: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class DetectorVersion(SQLModel, table=True):
+    """A trained artifact of a named detector; its files are blobs (key per file name)."""
+
+    __tablename__ = "detector_version"
+    __table_args__ = (Index("ix_detector_version_name_version", "name", "version",
+                            unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, index=True)
+    version: str = Field(max_length=100)
+    kind: str = Field(max_length=50)
+    files: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    metrics: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    dataset_id: uuid.UUID | None = None
+    job_id: uuid.UUID | None = None
+    parent: str | None = Field(default=None, max_length=100)
+    created_by: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)
+    state: str = Field(default="candidate", max_length=16)  # candidate | active | shadow

@@ -52,6 +52,7 @@ class RunPublic(Schema):
     anomaly_score: float | None = Field(None, description="raw score, detector units")
     threshold: float | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    threshold_method: str | None = Field(None, description="how the threshold was set")
 
 
 class EvidencePublic(Schema):
@@ -153,3 +154,88 @@ class SamplePublic(Schema):
     title: str = Field(description="what a person reads, e.g. 'Scratches'")
     image_url: str = Field(description="the full PNG")
     thumbnail_url: str = Field(description="a small JPEG preview")
+
+
+# -- teach, train, deploy -----------------------------------------------------------------------
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_FINAL = ("succeeded", "failed", "cancelled")
+
+
+class DatasetCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    station: str | None = Field(None, max_length=100)
+
+
+class DatasetPublic(Schema):
+    id: uuid.UUID
+    name: str
+    station: str | None = None
+    counts: dict[str, int] = Field(default_factory=dict, description="images per label")
+    created_at: datetime | None = None
+
+    @field_serializer("created_at")
+    def _utc(self, value: datetime | None) -> str | None:
+        return iso_utc(value)
+
+
+class DatasetFromHistory(BaseModel):
+    inspection_ids: list[uuid.UUID] = Field(min_length=1)
+    label: str = Field("good", min_length=1, max_length=100)
+
+
+class DatasetImagesAdded(Schema):
+    added: int
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+class JobCreate(BaseModel):
+    kind: str = Field("train", description="train")
+    dataset: str = Field(description="dataset id or name")
+    detector: str = Field(description="a registered detector kind, e.g. patchcore")
+    name: str = Field(min_length=1, max_length=100, description="the instance stations use")
+    config: dict[str, Any] = Field(default_factory=dict, description="config overrides")
+    quick: bool = Field(False, description="the kind's quick config (seconds)")
+    created_by: str | None = Field(None, max_length=100)
+
+
+class JobPublic(Schema):
+    id: uuid.UUID
+    kind: str
+    status: str = Field(description="queued|running|succeeded|failed|cancelled")
+    progress: float = 0.0
+    message: str = ""
+    version: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    runner: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @field_serializer("created_at", "started_at", "finished_at")
+    def _utc(self, value: datetime | None) -> str | None:
+        return iso_utc(value)
+
+
+class ShadowAgreement(Schema):
+    inspections: int = 0
+    agreeing: int = 0
+    rate: float | None = None
+
+
+class DetectorVersionPublic(Schema):
+    name: str
+    version: str
+    kind: str
+    state: str = Field(description="candidate|active|shadow")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    dataset: str | None = None
+    job: str | None = None
+    parent: str | None = None
+    created_by: str | None = None
+    created_at: datetime | None = None
+    shadow_agreement: ShadowAgreement | None = None
+
+    @field_serializer("created_at")
+    def _utc(self, value: datetime | None) -> str | None:
+        return iso_utc(value)

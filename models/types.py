@@ -95,6 +95,7 @@ class Detection:
     threshold: float | None = None
     evidence: list[EvidenceLayer] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    threshold_method: str | None = None  # how ``threshold`` was set (calibration, manual)
 
     @property
     def normalized_score(self) -> float | None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.routing import Match, Mount
 
-from kensa.backend.api.routes import detectors, inspections, samples, stats
+from kensa.backend.api.routes import datasets, detectors, inspections, jobs, samples, stats
 from kensa.contract.schemas import ErrorBody
 
 ERRORS = {
@@ -25,6 +25,8 @@ api_router.include_router(inspections.router)
 api_router.include_router(stats.router)
 api_router.include_router(detectors.router)
 api_router.include_router(samples.router)
+api_router.include_router(datasets.router)
+api_router.include_router(jobs.router)
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 

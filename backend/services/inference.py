@@ -90,6 +90,7 @@ class DetectorPool:
                                  f"{self._by_name[loaded.name].directory} and {loaded.directory}")
             self._by_name[loaded.name] = loaded
         self.limiter = anyio.CapacityLimiter(concurrency)
+        self.shadows: dict[str, LoadedDetector] = {}
 
     @classmethod
     def load(cls, model_dir: Path, extra: Sequence[Path] = (), concurrency: int = 2,
@@ -136,6 +137,24 @@ class DetectorPool:
             out.append(await anyio.to_thread.run_sync(loaded.detector, image,
                                                       limiter=self.limiter))
         return out
+
+    def swap(self, loaded: LoadedDetector) -> LoadedDetector | None:
+        """Serve ``loaded`` under its name from the next call on (one dict assignment, so a
+        request sees the old or the new instance, never a mix); returns the replaced one."""
+        by_name = dict(self._by_name)
+        previous = by_name.get(loaded.name)
+        by_name[loaded.name] = loaded
+        self._by_name = by_name
+        return previous
+
+    def set_shadow(self, loaded: LoadedDetector | None, name: str) -> None:
+        """Run ``loaded`` beside the active ``name`` (None stops it)."""
+        shadows = dict(self.shadows)
+        if loaded is None:
+            shadows.pop(name, None)
+        else:
+            shadows[name] = loaded
+        self.shadows = shadows
 
     def set_threshold(self, name: str, value: float, label: str | None = None
                       ) -> dict[str, Any]:

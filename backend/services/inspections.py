@@ -116,6 +116,7 @@ def _persist(engine: Engine, store: BlobStore, image_bytes: bytes, decoded: Deco
                     inspection_id=inspection.id, detector=det.detector, version=det.version,
                     task=det.task.value, verdict=det.verdict.value,
                     anomaly_score=det.anomaly_score, threshold=det.threshold,
+                    threshold_method=det.threshold_method,
                     timings_ms={k: round(float(v), 3) for k, v in det.timings_ms.items()},
                 )
                 session.add(run)
@@ -198,6 +199,7 @@ def to_public(inspection: Inspection, runs: Sequence[DetectorRun],
         detectors=[DetectorRef(name=r.detector, version=r.version) for r in runs],
         runs=[RunPublic(detector=r.detector, version=r.version, verdict=r.verdict,
                         anomaly_score=r.anomaly_score, threshold=r.threshold,
+                        threshold_method=r.threshold_method,
                         timings_ms=r.timings_ms or {}) for r in runs],
         labels=sorted({f.label for f in findings}),
         evidence=[EvidencePublic(kind=m.kind, label=m.label, detector=detector_of.get(m.run_id, ""),
@@ -217,7 +219,8 @@ def publics(session: Session, inspections: Sequence[Inspection]) -> list[Inspect
     runs: dict[uuid.UUID, list[DetectorRun]] = {i: [] for i in ids}
     findings: dict[uuid.UUID, list[Finding]] = {i: [] for i in ids}
     maps: dict[uuid.UUID, list[EvidenceMap]] = {i: [] for i in ids}
-    for run in session.execute(select(DetectorRun).where(DetectorRun.inspection_id.in_(ids))
+    for run in session.execute(select(DetectorRun).where(DetectorRun.inspection_id.in_(ids),
+                                                         DetectorRun.shadow.is_(False))
                             .order_by(DetectorRun.id)).scalars():
         runs[run.inspection_id].append(run)
     for finding in session.execute(select(Finding).where(Finding.inspection_id.in_(ids))

@@ -57,6 +57,7 @@ class AnomalyPostprocess(Postprocess):
         "outlier, so a person looks first",
     )
     min_area_fraction: float = Field(5e-4, description="smallest finding, as image fraction")
+    threshold_method: str | None = Field(None, description="how the threshold was set")
 
 
 class AnomalyDetector(Detector):
@@ -168,6 +169,7 @@ class AnomalyDetector(Detector):
                 threshold = (cut + float(below.max())) / 2 if below.size else cut
                 method = "f1-optimum"
         self.post.threshold = max(threshold, 1e-12)
+        self.post.threshold_method = method
         self.post.pixel_threshold = max(self.post.pixel_threshold, self.post.map_low + 1e-6)
         log.info("%s calibrated: threshold %.4g (%s), pixel threshold %.4g", self.name,
                  self.post.threshold, method, self.post.pixel_threshold)
@@ -185,6 +187,7 @@ class AnomalyDetector(Detector):
         if not value > 0:
             raise ValueError("threshold must be positive")
         self.post.threshold = float(value)
+        self.post.threshold_method = "manual"
 
     def verdict_for(self, score: float) -> Verdict:
         if self.post.threshold is None:
@@ -252,6 +255,7 @@ class AnomalyDetector(Detector):
                 findings=findings, anomaly_score=float(score), threshold=self.post.threshold,
                 evidence=[EvidenceLayer("heatmap", ANOMALY_LABEL, full_map,
                                         (self.post.map_low, self.post.pixel_threshold))],
+                threshold_method=self.post.threshold_method,
                 timings_ms={"model": per_image_ms,
                             "postprocess": (time.perf_counter() - t0) * 1000},
             ))

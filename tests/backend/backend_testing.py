@@ -29,7 +29,8 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 S3_KEYS = {"s3_access_key_id": "testing", "s3_secret_access_key": "testing",
            "s3_region": "us-east-1"}
-TABLES = ("inspection", "detector_run", "finding", "evidence_map")
+TABLES = ("inspection", "detector_run", "finding", "evidence_map", "dataset", "dataset_image",
+          "job", "detector_version")
 
 
 def encode(image: np.ndarray, fmt: str = "PNG", **options: Any) -> bytes:

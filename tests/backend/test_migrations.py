@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -34,31 +36,32 @@ def test_upgrade_matches_models_and_downgrade_empties(database_url: str) -> None
 
 
 def test_0002_renames_stored_anomaly_maps_to_heatmap_and_back(database_url: str) -> None:
-    from sqlmodel import Session
-
-    from kensa.backend.records import DetectorRun, EvidenceMap, Inspection
+    import uuid
 
     engine = db.make_engine(database_url)
     try:
         db.upgrade(engine, "0001")
-        with Session(engine) as session, session.begin():
-            inspection = Inspection(verdict="ok", image_key="i", image_content_type="image/png",
-                                    width=1, height=1)
-            session.add(inspection)
-            session.flush()
-            run = DetectorRun(inspection_id=inspection.id, detector="pc", version="1",
-                              task="anomaly", verdict="ok")
-            session.add(run)
-            session.flush()
+        tables = sa.MetaData()
+        tables.reflect(engine)  # the schema as 0001 left it (the models have moved on)
+        key = uuid.uuid4()
+        inspection_id = key.hex if engine.dialect.name != "postgresql" else str(key)
+        with engine.begin() as conn:
+            conn.execute(tables.tables["inspection"].insert().values(
+                id=inspection_id, created_at=datetime.now(UTC), verdict="ok", image_key="i",
+                image_content_type="image/png", width=1, height=1))
+            run_id = conn.execute(tables.tables["detector_run"].insert().values(
+                inspection_id=inspection_id, detector="pc", version="1", task="anomaly",
+                verdict="ok")).inserted_primary_key[0]
             for kind in ("anomaly", "gradcam"):
-                session.add(EvidenceMap(inspection_id=inspection.id, run_id=run.id, kind=kind,
-                                        map_key=kind))
+                conn.execute(tables.tables["evidence_map"].insert().values(
+                    inspection_id=inspection_id, run_id=run_id, kind=kind, map_key=kind,
+                    low=0.0, high=1.0))
 
         def kinds() -> list[str]:
             with engine.connect() as conn:
                 return sorted(conn.execute(sa.text("SELECT kind FROM evidence_map")).scalars())
 
-        db.upgrade(engine)
+        db.upgrade(engine)  # every later migration keeps the rows (0003 once lost them)
         assert kinds() == ["gradcam", "heatmap"]
         db.downgrade(engine, "0001")
         assert kinds() == ["anomaly", "gradcam"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import anyio
 from fastapi import APIRouter, HTTPException
 
-from kensa.backend.api.deps import PoolDep
-from kensa.contract.schemas import DetectorPublic, ErrorBody, ThresholdUpdate
+from kensa.backend.api.deps import EngineDep, PoolDep, SettingsDep, StoreDep
+from kensa.backend.services import versions
+from kensa.contract.schemas import DetectorPublic, DetectorVersionPublic, ErrorBody, ThresholdUpdate
 
 router = APIRouter(prefix="/detectors", tags=["detectors"])
 
@@ -30,3 +31,53 @@ async def update_detector(name: str, body: ThresholdUpdate, pool: PoolDep) -> De
         return DetectorPublic(**described)
     except (ValueError, NotImplementedError, KeyError) as exc:
         raise HTTPException(422, str(exc)) from None
+
+
+# -- versions: list, activate (deploy / rollback), shadow -----------------------------------
+def _version(engine, name: str, version: str):
+    row = versions.get(engine, name, version)
+    if row is None:
+        raise HTTPException(404, f"no version {version!r} of detector {name!r}")
+    return row
+
+
+@router.get("/{name}/versions", response_model=list[DetectorVersionPublic])
+async def list_versions(name: str, engine: EngineDep) -> list[DetectorVersionPublic]:
+    """Every trained version of ``name``, oldest first, with its state and metrics; a
+    shadow version reports how often it agreed with the verdict shown."""
+    return await anyio.to_thread.run_sync(versions.list_versions, engine, name)
+
+
+@router.post("/{name}/versions/{version}/activate", response_model=DetectorVersionPublic)
+async def activate_version(name: str, version: str, engine: EngineDep, store: StoreDep,
+                           settings: SettingsDep, pool: PoolDep) -> DetectorVersionPublic:
+    """Serve this version for new inspections now (rollback = activate an older one)."""
+    row = _version(engine, name, version)
+    loaded = await anyio.to_thread.run_sync(versions.load, store, row,
+                                            settings.data_dir / "versions")
+    pool.swap(loaded)
+    if name in pool.shadows and pool.shadows[name].detector.version == version:
+        pool.set_shadow(None, name)
+    await anyio.to_thread.run_sync(versions.set_state, engine, name, version, "active")
+    return _one(engine, name, version)
+
+
+@router.post("/{name}/versions/{version}/shadow", response_model=DetectorVersionPublic)
+async def shadow_version(name: str, version: str, engine: EngineDep, store: StoreDep,
+                         settings: SettingsDep, pool: PoolDep) -> DetectorVersionPublic:
+    """Run this version beside the active one: its runs are stored flagged ``shadow``,
+    never in the verdict or findings."""
+    row = _version(engine, name, version)
+    if name not in pool:
+        raise HTTPException(409, f"no active {name!r} to shadow; activate a version first")
+    if row.state == "active":
+        raise HTTPException(409, f"{version} is the active version of {name!r}")
+    loaded = await anyio.to_thread.run_sync(versions.load, store, row,
+                                            settings.data_dir / "versions")
+    pool.set_shadow(loaded, name)
+    await anyio.to_thread.run_sync(versions.set_state, engine, name, version, "shadow")
+    return _one(engine, name, version)
+
+
+def _one(engine, name: str, version: str) -> DetectorVersionPublic:
+    return next(v for v in versions.list_versions(engine, name) if v.version == version)

@@ -17,7 +17,8 @@ from fastapi.routing import APIRoute
 from kensa.backend.api.deps import EngineDep, PoolDep, SettingsDep, StoreDep
 from kensa.backend.records import InspectionList, InspectionPublic
 from kensa.backend.services import inspections as service
-from kensa.backend.services.images import ImageRejected, check_declared_type
+from kensa.backend.services import versions
+from kensa.backend.services.images import ImageRejected, check_declared_type, decode_image
 from kensa.backend.services.storage import BlobMissing, BlobStore
 from kensa.contract.constants import FINDING_LAYERS
 from kensa.contract.schemas import ErrorBody
@@ -112,6 +113,18 @@ def get_filters(
     return filters
 
 
+async def run_shadows(pool, selected, data: bytes, inspection_id: uuid.UUID, engine,
+                      max_pixels: int) -> None:
+    """Run the shadow versions of the detectors used and store their runs (flagged)."""
+    shadows = [pool.shadows[d.name] for d in selected if d.name in pool.shadows]
+    if not shadows:
+        return
+    decoded = await anyio.to_thread.run_sync(decode_image, data, max_pixels)
+    detections = await pool.run(decoded.rgb, shadows)
+    await anyio.to_thread.run_sync(versions.record_shadow_runs, engine, inspection_id,
+                                   detections)
+
+
 FiltersDep = Annotated[service.Filters, Depends(get_filters)]
 
 
@@ -148,12 +161,14 @@ async def create_inspection(
         data = await image.read()
         if len(data) > settings.max_upload_bytes:
             raise ImageRejected(413, f"the file is larger than {settings.max_upload_mb:g} MB")
-        return await service.create_inspection(
+        record = await service.create_inspection(
             image_bytes=data, pool=pool, detectors=selected, engine=engine, store=store,
             meta=service.UploadMeta(station=station or None, operator=operator or None,
                                     note=note or None),
             max_pixels=settings.max_pixels,
         )
+        await run_shadows(pool, selected, data, record.id, engine, settings.max_pixels)
+        return record
     except ImageRejected as exc:
         raise HTTPException(exc.status_code, exc.detail) from None
 

@@ -1,0 +1,91 @@
+"""Datasets to teach detectors from: create, list, add images (upload or from history)."""
+
+from __future__ import annotations
+
+import anyio
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from kensa.backend.api.deps import EngineDep, SettingsDep, StoreDep
+from kensa.backend.services import datasets as service
+from kensa.contract.schemas import (
+    DatasetCreate,
+    DatasetFromHistory,
+    DatasetImagesAdded,
+    DatasetPublic,
+)
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+
+def _raise(exc: service.DatasetError) -> HTTPException:
+    return HTTPException(exc.status_code, exc.detail)
+
+
+@router.post("", status_code=201, response_model=DatasetPublic)
+async def create_dataset(body: DatasetCreate, engine: EngineDep) -> DatasetPublic:
+    try:
+        return await anyio.to_thread.run_sync(service.create, engine, body.name.strip(),
+                                              body.station)
+    except service.DatasetError as exc:
+        raise _raise(exc) from None
+
+
+@router.get("", response_model=list[DatasetPublic])
+async def list_datasets(engine: EngineDep) -> list[DatasetPublic]:
+    return await anyio.to_thread.run_sync(service.list_all, engine)
+
+
+@router.get("/{dataset}", response_model=DatasetPublic)
+async def get_dataset(dataset: str, engine: EngineDep) -> DatasetPublic:
+    found = await anyio.to_thread.run_sync(service.get, engine, dataset)
+    if found is None:
+        raise HTTPException(404, f"no dataset {dataset!r}")
+    return found
+
+
+@router.post("/{dataset}/images", status_code=201, response_model=DatasetImagesAdded,
+             openapi_extra={"requestBody": {"content": {
+                 "multipart/form-data": {"schema": {"type": "object", "properties": {
+                     "image": {"type": "array", "items": {"type": "string",
+                                                          "format": "binary"}},
+                     "label": {"type": "string", "default": "good"}}}},
+                 "application/json": {"schema": DatasetFromHistory.model_json_schema()}}}})
+async def add_images(dataset: str, request: Request, engine: EngineDep, store: StoreDep,
+                     settings: SettingsDep) -> DatasetImagesAdded:
+    """Multipart ``image`` (repeatable) + ``label`` (default ``good``), or JSON
+    ``{inspection_ids, label}`` to add stored photos from the inspection history."""
+    content_type = request.headers.get("content-type", "").lower()
+    try:
+        if content_type.startswith("application/json"):
+            try:
+                body = DatasetFromHistory.model_validate_json(await request.body())
+            except ValidationError as exc:
+                raise HTTPException(422, exc.errors(include_url=False,
+                                                    include_context=False)) from None
+            added, counts = await anyio.to_thread.run_sync(
+                service.add_from_history, engine, store, dataset, body.inspection_ids,
+                body.label)
+        elif content_type.startswith("multipart/form-data"):
+            form = await request.form()
+            files = [f for f in form.getlist("image") if isinstance(f, UploadFile)]
+            label = form.get("label") or service.GOOD
+            if not isinstance(label, str):
+                raise HTTPException(422, "label must be a text field")
+            images = []
+            for upload in files:
+                data = await upload.read()
+                if len(data) > settings.max_upload_bytes:
+                    raise HTTPException(413, f"{upload.filename}: larger than "
+                                             f"{settings.max_upload_mb:g} MB")
+                images.append(data)
+            added, counts = await anyio.to_thread.run_sync(
+                service.add_images, engine, store, dataset, images, label,
+                settings.max_pixels)
+        else:
+            raise HTTPException(415, "send multipart/form-data with 'image' files, or JSON "
+                                     "{inspection_ids, label}")
+    except service.DatasetError as exc:
+        raise _raise(exc) from None
+    return DatasetImagesAdded(added=added, counts=counts)

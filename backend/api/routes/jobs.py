@@ -1,0 +1,119 @@
+"""Background jobs: submit a training job, follow it (poll or server-sent events), cancel."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import anyio
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+from sqlmodel import Session
+
+from kensa.backend.api.deps import EngineDep
+from kensa.backend.jobs import state
+from kensa.backend.jobs.worker import MIN_GOOD
+from kensa.backend.records import Job
+from kensa.backend.services import datasets
+from kensa.contract.schemas import JOB_FINAL, JobCreate, JobPublic
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+def _create(engine, body: JobCreate, runner: str) -> Job:
+    from kensa.models.registry import get_spec
+
+    if body.kind != "train":
+        raise HTTPException(422, f"unknown job kind {body.kind!r}; known: train")
+    try:
+        spec = get_spec(body.detector)
+    except KeyError as exc:
+        raise HTTPException(422, str(exc.args[0])) from None
+    if spec.learns_from.value != "good-only":
+        raise HTTPException(422, f"{body.detector} learns from labelled defects; training "
+                                 "from a dataset supports good-only detectors")
+    try:
+        spec.config(**body.config)
+    except Exception as exc:
+        raise HTTPException(422, f"bad config for {body.detector}: {exc}") from None
+    with Session(engine) as session, session.begin():
+        dataset = datasets.find(session, body.dataset)
+        if dataset is None:
+            raise HTTPException(404, f"no dataset {body.dataset!r}")
+        good = datasets.counts(session, dataset.id).get(datasets.GOOD, 0)
+        if good < MIN_GOOD:
+            raise HTTPException(422, f"dataset {dataset.name!r} has {good} good images; "
+                                     f"training needs at least {MIN_GOOD}")
+        job = Job(kind="train", status="queued", runner=runner, message="queued", params={
+            "dataset_id": str(dataset.id), "dataset": dataset.name,
+            "detector": body.detector, "name": body.name, "config": body.config,
+            "quick": body.quick, "created_by": body.created_by})
+        session.add(job)
+        session.flush()
+        session.expunge(job)
+    return job
+
+
+@router.post("", status_code=202, response_model=JobPublic)
+async def submit_job(body: JobCreate, engine: EngineDep, request: Request) -> JobPublic:
+    runner = request.app.state.jobs
+    job = await anyio.to_thread.run_sync(_create, engine, body, runner.name)
+    await anyio.to_thread.run_sync(runner.submit, job.id)
+    return state.public(state.read(engine, job.id))
+
+
+@router.get("", response_model=list[JobPublic])
+async def list_jobs(engine: EngineDep) -> list[JobPublic]:
+    def rows() -> list[JobPublic]:
+        with Session(engine) as session:
+            return [state.public(j) for j in session.execute(
+                select(Job).order_by(Job.created_at.desc()).limit(200)).scalars()]
+
+    return await anyio.to_thread.run_sync(rows)
+
+
+async def _job(engine, job_id: uuid.UUID) -> Job:
+    job = await anyio.to_thread.run_sync(state.read, engine, job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id}")
+    return job
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+async def get_job(job_id: uuid.UUID, engine: EngineDep) -> JobPublic:
+    return state.public(await _job(engine, job_id))
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def job_events(job_id: uuid.UUID, engine: EngineDep) -> StreamingResponse:
+    """Server-sent events: one ``progress`` event per change, then the final status."""
+    await _job(engine, job_id)
+
+    async def events() -> AsyncIterator[str]:
+        last = None
+        while True:
+            job = await anyio.to_thread.run_sync(state.read, engine, job_id)
+            body = state.public(job).model_dump_json()
+            if body != last:
+                last = body
+                yield f"event: progress\ndata: {body}\n\n"
+            if job.status in JOB_FINAL:
+                yield f"event: end\ndata: {json.dumps({'status': job.status})}\n\n"
+                return
+            await anyio.sleep(0.25)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+async def cancel_job(job_id: uuid.UUID, engine: EngineDep, request: Request) -> JobPublic:
+    job = await _job(engine, job_id)
+    if job.status in JOB_FINAL:
+        raise HTTPException(409, f"job {job_id} already {job.status}")
+    await anyio.to_thread.run_sync(lambda: state.write(engine, job_id, cancel_requested=True))
+    await anyio.to_thread.run_sync(request.app.state.jobs.cancel, job_id)
+    return state.public(await _job(engine, job_id))
