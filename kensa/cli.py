@@ -18,6 +18,7 @@ from typing import Any
 COMMAND_MODULES = (
     "kensa.backend.commands",  # inspect, detectors, threshold
     "kensa.models.cli",  # train, eval, predict, synth
+    "kensa.models.export.cli",  # export
     "kensa.client.cli",  # client
 )
 

@@ -54,6 +54,9 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
 
 def save(detector: Detector, directory: str | Path) -> Path:
     """Write the detector to ``directory`` (created); sets and returns its version there."""
+    if getattr(detector, "runtime", "torch") != "torch":
+        raise ValueError("an exported detector holds no torch weights for its graph; save the "
+                         "eager artifact and run `kensa export` again")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights_path = directory / WEIGHTS_FILE
@@ -99,8 +102,10 @@ def _match_buffer_shapes(model: nn.Module, path: Path) -> None:
                     module._buffers[buf_name] = torch.empty(shape, dtype=dtype, device=buf.device)
 
 
-def load(directory: Path, device: str | None = None) -> Detector:
-    """Rebuild a detector from ``directory`` exactly as it was saved."""
+def load(directory: Path, device: str | None = None, runtime: str | None = None) -> Detector:
+    """Rebuild a detector from ``directory`` exactly as it was saved; an exported artifact
+    (``metadata.runtime`` onnxruntime|openvino, or ``runtime``) gets its engine when its parity
+    check passed, else stays eager torch (logged)."""
     from kensa.models.registry import get_spec
 
     config_path = directory / CONFIG_FILE
@@ -123,4 +128,9 @@ def load(directory: Path, device: str | None = None) -> Detector:
     else:
         detector.model.to(detector.device)
     detector.model.eval()
+    runtime = runtime or getattr(detector.metadata, "runtime", None) or "torch"
+    if runtime != "torch":
+        from kensa.models.export.serve import serve_exported
+
+        return serve_exported(detector, directory, runtime)
     return detector

@@ -121,11 +121,13 @@ def create_detector(kind: str, *, weights: str = "auto", **config: Any) -> Detec
     return spec.cls(spec.config(**config), weights=weights, kind=kind)
 
 
-def load_detector(path: str | Path, device: str | None = None) -> Detector:
-    """A trained detector from an artifact directory written by ``models.artifacts.save``."""
+def load_detector(path: str | Path, device: str | None = None,
+                  runtime: str | None = None) -> Detector:
+    """A trained detector from an artifact directory written by ``models.artifacts.save`` or
+    ``kensa export`` (runtime from its metadata unless ``runtime`` is given)."""
     from kensa.models.artifacts import load
 
-    return load(Path(path), device=device)
+    return load(Path(path), device=device, runtime=runtime)
 
 
 def artifact_kind(path: str | Path) -> str:

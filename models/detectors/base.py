@@ -64,6 +64,8 @@ class Detector(ABC):
 
     Config: ClassVar[type[DetectorConfig]] = DetectorConfig
     Post: ClassVar[type[Postprocess]] = Postprocess
+    runtime: str = "torch"
+    """What runs the module: ``torch``, or ``onnxruntime``/``openvino`` for an exported graph."""
 
     def __init__(self, config: DetectorConfig, *, weights: str = "auto", kind: str) -> None:
         from kensa.models.registry import get_spec
@@ -155,4 +157,5 @@ class Detector(ABC):
             "input_size": list(self.config.input_size),
             "demo": self.metadata.demo,
             "metrics": self.metadata.metrics,
+            "runtime": self.runtime,
         }
