@@ -75,8 +75,9 @@ def test_tampered_graph_or_failed_parity_falls_back_to_torch(tmp_path, caplog, o
 
 
 def test_kensa_predict_and_export_cli_on_exported_artifact(tmp_path, capsys, one_thread):
-    from kensa.cli import main
     from PIL import Image
+
+    from kensa.cli import main
 
     source = _fitted("patchcore", tmp_path)
     assert main(["export", str(source), "--format", "openvino"]) == 0
