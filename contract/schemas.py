@@ -140,6 +140,7 @@ class DetectorPublic(Schema):
     metrics: dict[str, Any] = Field(default_factory=dict)
     notes: str = ""
     artifact: str | None = None
+    runtime: str = "torch"
 
 
 class ThresholdUpdate(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any
 
 COMMAND_MODULES = (
     "kensa.backend.commands",  # inspect, detectors, threshold
-    "kensa.models.cli",  # train, eval, predict, synth
+    "kensa.models.cli",  # train, eval, predict, synth, export
     "kensa.client.cli",  # client
 )
 

@@ -51,6 +51,9 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
 
 def save(detector: Detector, directory: str | Path) -> Path:
     """Write the detector to ``directory`` (created); sets and returns its version there."""
+    if getattr(detector, "runtime", "torch") != "torch":
+        raise ValueError("an exported detector holds no torch weights for its graph; save the "
+                         "eager artifact and run `kensa export` again")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights_path = directory / WEIGHTS_FILE
@@ -96,8 +99,10 @@ def _match_buffer_shapes(model: nn.Module, path: Path) -> None:
                     module._buffers[buf_name] = torch.empty(shape, dtype=dtype, device=buf.device)
 
 
-def load(directory: Path, device: str | None = None) -> Detector:
-    """Rebuild a detector from ``directory`` exactly as it was saved."""
+def load(directory: Path, device: str | None = None, runtime: str | None = None) -> Detector:
+    """Rebuild a detector from ``directory`` exactly as it was saved; an exported artifact
+    (``metadata.runtime`` onnxruntime|openvino, or ``runtime``) gets its engine when its parity
+    check passed, else stays eager torch (logged)."""
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"not a kensa artifact (no {CONFIG_FILE}): {directory}")
@@ -115,12 +120,19 @@ def load(directory: Path, device: str | None = None) -> Detector:
     detector.metadata = ArtifactMetadata(**payload["metadata"])
     detector.model.to(detector.device)
     detector.model.eval()
+    runtime = runtime or getattr(detector.metadata, "runtime", None) or "torch"
+    if runtime != "torch":
+        from kensa.models.export.serve import serve_exported
+
+        return serve_exported(detector, directory, runtime)
     return detector
 
 
-def load_detector(path: str | Path, device: str | None = None) -> Detector:
-    """A trained detector from an artifact directory written by ``save``."""
-    return load(Path(path), device=device)
+def load_detector(path: str | Path, device: str | None = None,
+                  runtime: str | None = None) -> Detector:
+    """A trained detector from an artifact directory written by ``save`` or ``kensa export``
+    (the runtime from its metadata unless ``runtime`` is given)."""
+    return load(Path(path), device=device, runtime=runtime)
 
 
 def artifact_kind(path: str | Path) -> str:

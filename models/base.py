@@ -91,6 +91,8 @@ class Detector(ABC):
 
     Config: ClassVar[type[DetectorConfig]] = DetectorConfig
     Post: ClassVar[type[Postprocess]] = Postprocess
+    runtime: str = "torch"
+    """What runs the module: ``torch``, or ``onnxruntime``/``openvino`` for an exported graph."""
 
     def __init__(self, config: DetectorConfig, *, spec: DetectorSpec, weights: str = "auto",
                  device: str | None = None) -> None:
@@ -180,4 +182,5 @@ class Detector(ABC):
             "input_size": list(self.config.input_size),
             "demo": self.metadata.demo,
             "metrics": self.metadata.metrics,
+            "runtime": self.runtime,
         }

@@ -133,6 +133,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(handler=_predict)
 
+    ex = subparsers.add_parser("export", help="export an artifact for ONNX Runtime / OpenVINO, "
+                                              "with a parity check against torch")
+    ex.add_argument("artifact", type=Path)
+    ex.add_argument("--format", choices=("onnx", "openvino"), required=True)
+    ex.add_argument("--out", type=Path, help="exported artifact directory "
+                                             "(default: ARTIFACT-FORMAT)")
+    ex.add_argument("--images", type=Path, nargs="*", default=[],
+                    help="real images (files or folders) added to the synthetic parity strips")
+    ex.set_defaults(handler=_export)
+
     sy = subparsers.add_parser("synth", help="write synthetic steel strips with masks")
     sy.add_argument("--out", type=Path, required=True)
     sy.add_argument("--good", type=int, default=20)
@@ -170,6 +180,19 @@ def _predict(args: argparse.Namespace) -> int:
     from kensa.models.predict import predict_from_args
 
     return predict_from_args(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from kensa.models.imaging import read_rgb
+    from kensa.models.predict import expand_images
+    from kensa.models.training.export import export_artifact
+
+    extra = [read_rgb(p) for p in expand_images(args.images)] if args.images else []
+    manifest = export_artifact(args.artifact, args.format, args.out, extra)
+    print(json.dumps({"out": str(args.out or f"{args.artifact}-{args.format}"),
+                      "runtime": manifest["runtime"], "parity": manifest["parity"]},
+                     indent=2, default=float))
+    return 0 if manifest["parity"]["passed"] else 1
 
 
 def _synth(args: argparse.Namespace) -> int:

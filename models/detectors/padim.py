@@ -56,7 +56,7 @@ class PadimModel(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``B x d x h x w`` features on the grid (stride ``grid_stride``)."""
         features = self.backbone(x)
-        size = (x.shape[-2] // self.grid_stride, x.shape[-1] // self.grid_stride)
+        size = (int(x.shape[-2]) // self.grid_stride, int(x.shape[-1]) // self.grid_stride)
         resized = []
         for f in features:
             if f.shape[-2:] != size:
@@ -73,7 +73,7 @@ class PadimModel(nn.Module):
         b, d, h, w = emb.shape
         diff = emb.permute(2, 3, 0, 1).reshape(h * w, b, d) - self.mean[:, None, :]
         squared = (torch.bmm(diff, self.inv_covariance) * diff).sum(dim=-1)  # no p*b*d*d temp
-        return squared.clamp_min(0).sqrt().T.reshape(b, h, w)
+        return squared.clamp_min(0).sqrt().transpose(0, 1).reshape(b, h, w)
 
 
 @register_detector(
