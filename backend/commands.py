@@ -6,12 +6,14 @@ import argparse
 import json
 import logging
 import mimetypes
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 API = "/api/v1"
+TOKEN_ENV = "KENSA_TOKEN"  # the bearer token the client commands send
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,8 +57,10 @@ def _request(method: str, server: str, path: str, **kwargs: Any) -> Any:
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request INFO lines
     url = server.rstrip("/") + path
+    token = os.environ.get(TOKEN_ENV)  # a token from POST /api/v1/auth/token or a station key
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.request(method, url, timeout=120, **kwargs)
+        response = httpx.request(method, url, timeout=120, headers=headers, **kwargs)
     except httpx.TransportError as exc:
         raise CommandError(f"cannot reach {server} ({exc}); start it with `kensa serve`") from exc
     if response.status_code >= 400:

@@ -8,6 +8,7 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -15,15 +16,21 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kensa.backend import db
+from kensa.backend.api.deps import Require
 from kensa.backend.api.main import api_router
 from kensa.backend.api.routes import health
 from kensa.backend.config import Settings
+from kensa.backend.core.security import FailureLimiter
+from kensa.backend.services import accounts
 from kensa.backend.services.inference import DetectorPool
 from kensa.backend.services.storage import BlobStore
+from kensa.backend.web_security import OriginGuard, SecurityHeaders
 
 log = logging.getLogger(__name__)
 API_V1 = "/api/v1"
@@ -53,6 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings.ensure_dirs()
     engine = db.make_engine(settings.database_url)
     await anyio.to_thread.run_sync(db.upgrade, engine)
+    await anyio.to_thread.run_sync(_bootstrap_accounts, engine, settings)
     app.state.engine = engine
     app.state.store = BlobStore(settings.storage_dir)
     app.state.pool = None
@@ -64,6 +72,34 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             tasks.cancel_scope.cancel()
     finally:
         engine.dispose()
+
+
+def _bootstrap_accounts(engine, settings: Settings) -> None:
+    """The first admin on an empty user table; the kiosk token of the web client."""
+    password = accounts.ensure_admin(engine, settings.data_dir, settings.admin_password)
+    if password:
+        path = settings.data_dir / accounts.INITIAL_PASSWORD_FILE
+        print(f"kensa: created user 'admin' with password {password} (also in {path}; "
+              "change it with `kensa users passwd admin`)", flush=True)
+    if settings.client_token:
+        admin = next(u for u in accounts.list_users(engine) if u.role == "admin")
+        accounts.issue_token(engine, admin, timedelta(days=3650), settings.client_token)
+
+
+def route_requirement(route: APIRoute) -> Require | None:
+    """The access rule a route declares (see ``kensa.backend.api.deps.Require``)."""
+    for dependency in route.dependant.dependencies:
+        if isinstance(dependency.call, Require):
+            return dependency.call
+    return None
+
+
+def _check_every_route_declares_a_role(app: FastAPI) -> None:
+    docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path not in docs and \
+                route_requirement(route) is None:
+            raise RuntimeError(f"route {route.path} declares no role (use deps.requires)")
 
 
 class DeclaredSizeGuard:
@@ -129,4 +165,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     max_body = settings.max_upload_bytes + MULTIPART_OVERHEAD
     app.include_router(api_router, prefix=API_V1, max_body_size=max_body)
     app.add_middleware(DeclaredSizeGuard, max_body_size=max_body)
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                       allow_methods=["*"], allow_headers=["*"], allow_credentials=False)
+    app.add_middleware(OriginGuard, allowed=settings.cors_origins)
+    app.add_middleware(SecurityHeaders, api_prefix=API_V1, csp_exempt=(f"{API_V1}/docs",))
+    app.state.login_limiter = FailureLimiter(settings.login_failures_per_minute)
+    _check_every_route_declares_a_role(app)
     return app

@@ -106,3 +106,6 @@ class EvidenceMap(SQLModel, table=True):
     map_key: str = Field(max_length=80)
     low: float = 0.0
     high: float = 1.0
+
+
+from kensa.backend import accounts as _accounts  # noqa: E402,F401  (registers the auth tables)

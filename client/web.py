@@ -58,7 +58,12 @@ def build_flet_app(settings: Any, address: ServerAddress) -> FastAPI:
     data_dir = Path(getattr(settings, "data_dir", "kensa-data"))
     upload_dir = (data_dir / "client-uploads").resolve()
     upload_dir.mkdir(parents=True, exist_ok=True)
-    main = make_main(address.url, public_url="", queue_dir=data_dir / "client-queue", web=True)
+    # TEMPORARY kiosk mechanism until the sign-in screen exists: every browser session uses
+    # the ``client_token`` setting; the browser cannot send it with <img> requests, so photos
+    # and overlays are then fetched by the session and shown inline.
+    token = getattr(settings, "client_token", None)
+    main = make_main(address.url, public_url=None if token else "",
+                     queue_dir=data_dir / "client-queue", web=True, token=token)
     return flet_fastapi.app(
         main,
         app_name="kensa",
