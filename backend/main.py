@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import anyio
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -86,20 +88,36 @@ def _bootstrap_accounts(engine, settings: Settings) -> None:
         accounts.issue_token(engine, admin, timedelta(days=3650), settings.client_token)
 
 
-def route_requirement(route: APIRoute) -> Require | None:
-    """The access rule a route declares (see ``kensa.backend.api.deps.Require``)."""
-    for dependency in route.dependant.dependencies:
-        if isinstance(dependency.call, Require):
-            return dependency.call
-    return None
+@dataclass(frozen=True)
+class RouteRule:
+    """One API route (path and methods, as the app serves it) and the access rule it declares."""
+
+    path: str
+    methods: frozenset[str]
+    requirement: Require | None
+
+
+def route_rules(app: FastAPI) -> list[RouteRule]:
+    """Every route with a dependant (the API and the probes; not the docs or mounted apps)."""
+    contexts: Iterable[Any] = (
+        fastapi.routing.iter_route_contexts(app.routes)
+        if hasattr(fastapi.routing, "iter_route_contexts")  # FastAPI >= 0.13x: nested routers
+        else (r for r in app.routes if isinstance(r, APIRoute)))
+    rules = []
+    for route in contexts:
+        dependant = getattr(route, "dependant", None)
+        if dependant is None:
+            continue
+        requirement = next((d.call for d in dependant.dependencies
+                            if isinstance(d.call, Require)), None)
+        rules.append(RouteRule(route.path, frozenset(route.methods or ()), requirement))
+    return rules
 
 
 def _check_every_route_declares_a_role(app: FastAPI) -> None:
-    docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path not in docs and \
-                route_requirement(route) is None:
-            raise RuntimeError(f"route {route.path} declares no role (use deps.requires)")
+    missing = [rule.path for rule in route_rules(app) if rule.requirement is None]
+    if missing:
+        raise RuntimeError(f"routes without a declared role (use deps.requires): {missing}")
 
 
 class DeclaredSizeGuard:
