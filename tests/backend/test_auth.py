@@ -445,3 +445,38 @@ async def test_security_headers(sqlite_service: Service) -> None:
         api = await anon.get("/api/v1/inspections")
         assert "frame-ancestors 'none'" in api.headers["content-security-policy"]
         assert "content-security-policy" not in (await anon.get("/api/v1/docs")).headers
+
+
+# -- the command line -----------------------------------------------------------------------------
+def test_users_command_manages_accounts(tmp_path: Path, monkeypatch, capsys) -> None:
+    import io
+
+    from kensa.cli import main as kensa
+
+    where = ["--data-dir", str(tmp_path / "data")]
+
+    def run(*argv: str, stdin: str = "") -> int:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        return kensa(["users", *argv, *where])
+
+    assert run("add", "kim", "--role", "manager", "--password-stdin", stdin=PASSWORD + "\n") == 0
+    assert run("add", "kim", "--password-stdin", stdin=PASSWORD + "\n") == 1
+    assert "exists" in capsys.readouterr().err
+    assert run("add", "short", "--password-stdin", stdin="abc\n") == 1
+    assert run("list") == 0
+    assert "kim\tmanager" in capsys.readouterr().out
+    assert run("passwd", "kim", "--password-stdin", stdin="another long one\n") == 0
+    assert run("remove", "kim") == 0
+    assert run("remove", "kim") == 1
+    capsys.readouterr()
+    assert run("list") == 0
+    assert "kim" not in capsys.readouterr().out
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{(tmp_path / 'data' / 'kensa.db').resolve()}")
+    with engine.connect() as conn:
+        actions = conn.execute(sa.text("select actor, action from audit_event order by id")
+                               ).all()
+    engine.dispose()
+    assert [tuple(a) for a in actions] == [("cli", "user.create"), ("cli", "user.update"),
+                                           ("cli", "user.delete")]
