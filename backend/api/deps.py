@@ -54,12 +54,15 @@ UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 async def get_principal(request: Request,
                         token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
-    """The caller behind ``Authorization: Bearer``; 401 without a valid one."""
+    """The caller behind ``Authorization: Bearer``; 401 without a valid one (503 while the
+    service is still starting and has no database to check it against)."""
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise HTTPException(503, "the service is starting", headers={"Retry-After": "5"})
     if not token:
         raise HTTPException(401, "sign in first: send 'Authorization: Bearer <token>'",
                             headers=UNAUTHORIZED)
-    principal = await anyio.to_thread.run_sync(accounts.resolve, request.app.state.engine,
-                                               token)
+    principal = await anyio.to_thread.run_sync(accounts.resolve, engine, token)
     if principal is None:
         raise HTTPException(401, "the token is unknown, expired or revoked; sign in again",
                             headers=UNAUTHORIZED)

@@ -290,9 +290,8 @@ async def test_first_start_writes_a_random_admin_password(tmp_path: Path, model_
 
 
 # -- audit trail ----------------------------------------------------------------------------------
-async def test_every_change_is_audited_and_failures_are_not(sqlite_service: Service,
-                                                            strips) -> None:
-    svc = sqlite_service
+async def test_every_change_is_audited_and_failures_are_not(service: Service, strips) -> None:
+    svc = service
     record = (await svc.upload(encode(strips.good(5).image))).json()
     manager = await add_user(svc, "mia", "manager")
     async with client_for(svc, manager) as http:
@@ -375,8 +374,9 @@ async def test_idempotent_retry_returns_the_first_record(sqlite_service: Service
     assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
 
 
-async def test_concurrent_duplicates_make_one_record(sqlite_service: Service, strips) -> None:
-    svc = sqlite_service
+async def test_concurrent_duplicates_make_one_record(service: Service, strips) -> None:
+    """On SQLite and PostgreSQL: the unique reservation lets one request through."""
+    svc = service
     photo = encode(strips.defective(7).image)
 
     async def send() -> httpx.Response:
