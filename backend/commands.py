@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from kensa.contract.schemas import DetectorPublic
 
 T = TypeVar("T")
+TOKEN_ENV = "KENSA_TOKEN"  # the bearer token (sign-in token or station key) commands send
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +61,7 @@ def _call(server: str, request: Callable[[ApiClient], Awaitable[T]]) -> T:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request INFO lines
 
     async def run() -> T:
-        async with ApiClient(server) as api:
+        async with ApiClient(server, token=os.environ.get(TOKEN_ENV)) as api:
             return await request(api)
 
     return asyncio.run(run())

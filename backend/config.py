@@ -134,3 +134,27 @@ class Settings(BaseSettings):
     def ensure_dirs(self) -> None:
         for directory in (self.data_dir, self.model_dir, self.storage_dir):
             directory.mkdir(parents=True, exist_ok=True)
+
+
+# -- accounts and web security (the "auth" block; kept apart from the other settings) ----------
+class SecuritySettings(BaseSettings):
+    """Sign-in, tokens, CORS. Mixed into :class:`Settings` below."""
+
+    admin_password: str | None = Field(
+        None, description="password of the first admin (default: random, printed once and "
+                          "written to <data_dir>/initial-admin-password)")
+    token_ttl_hours: float = Field(12.0, gt=0, description="how long a sign-in token lives")
+    login_failures_per_minute: int = Field(
+        5, ge=1, description="failed sign-ins allowed per username and per client address")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to call the API")
+    client_token: str | None = Field(
+        None, description="TEMPORARY kiosk mechanism until the tablet has a sign-in screen: "
+                          "the web client's sessions send this bearer token; at start the "
+                          "service registers it as a token of the first admin")
+
+
+# Settings gains the fields above without touching its class body (other blocks grow there).
+Settings = type("Settings", (SecuritySettings, Settings), {  # type: ignore[misc]
+    "__doc__": Settings.__doc__, "__module__": __name__,
+    "model_config": Settings.model_config})

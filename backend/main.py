@@ -6,32 +6,39 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import anyio
+import fastapi.routing
 import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kensa.backend import db
+from kensa.backend.api.deps import Require, requires
 from kensa.backend.api.main import api_router, fallback_router
 from kensa.backend.api.routes import health
 from kensa.backend.config import Settings
+from kensa.backend.core.security import FailureLimiter
 from kensa.backend.jobs.runner import make_runner
-from kensa.backend.services import versions
+from kensa.backend.services import accounts, versions
 from kensa.backend.services.inference import DetectorPool
 from kensa.backend.services.storage import make_store
 from kensa.backend.services.sweep import sweep
+from kensa.backend.web_security import OriginGuard, SecurityHeaders
 from kensa.contract.constants import API_PREFIX
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,7 @@ async def _load_detectors(app: FastAPI) -> None:
 async def _database_ready(app: FastAPI, tasks: anyio.abc.TaskGroup) -> None:
     """The database answers and is migrated: mark it, resume the job runner (which fails jobs a
     restart interrupted) and sweep the blob store in the background."""
+    await anyio.to_thread.run_sync(_bootstrap_accounts, app.state.engine, app.state.settings)
     app.state.db_ready, app.state.db_error = True, None
     await anyio.to_thread.run_sync(app.state.jobs.start)
     app.state.jobs_started = True
@@ -138,6 +146,50 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.jobs_started:
             await anyio.to_thread.run_sync(app.state.jobs.stop)
         engine.dispose()
+
+
+def _bootstrap_accounts(engine, settings: Settings) -> None:
+    """The first admin on an empty user table; the kiosk token of the web client."""
+    password = accounts.ensure_admin(engine, settings.data_dir, settings.admin_password)
+    if password:
+        path = settings.data_dir / accounts.INITIAL_PASSWORD_FILE
+        print(f"kensa: created user 'admin' with password {password} (also in {path}; "
+              "change it with `kensa users passwd admin`)", flush=True)
+    if settings.client_token:
+        admin = next(u for u in accounts.list_users(engine) if u.role == "admin")
+        accounts.issue_token(engine, admin, timedelta(days=3650), settings.client_token)
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """One API route (path and methods, as the app serves it) and the access rule it declares."""
+
+    path: str
+    methods: frozenset[str]
+    requirement: Require | None
+
+
+def route_rules(app: FastAPI) -> list[RouteRule]:
+    """Every route with a dependant (the API and the probes; not the docs or mounted apps)."""
+    contexts: Iterable[Any] = (
+        fastapi.routing.iter_route_contexts(app.routes)
+        if hasattr(fastapi.routing, "iter_route_contexts")  # FastAPI >= 0.13x: nested routers
+        else (r for r in app.routes if isinstance(r, APIRoute)))
+    rules = []
+    for route in contexts:
+        dependant = getattr(route, "dependant", None)
+        if dependant is None:
+            continue
+        requirement = next((d.call for d in dependant.dependencies
+                            if isinstance(d.call, Require)), None)
+        rules.append(RouteRule(route.path, frozenset(route.methods or ()), requirement))
+    return rules
+
+
+def _check_every_route_declares_a_role(app: FastAPI) -> None:
+    missing = [rule.path for rule in route_rules(app) if rule.requirement is None]
+    if missing:
+        raise RuntimeError(f"routes without a declared role (use deps.requires): {missing}")
 
 
 class DeclaredSizeGuard:
@@ -232,7 +284,7 @@ def _swagger_ui(app: FastAPI) -> None:
     app.mount(assets, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
               name="swagger-ui")
 
-    @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
+    @app.get(f"{API_PREFIX}/docs", include_in_schema=False, dependencies=requires(None))
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=app.openapi_url or "", title=f"{app.title} API",
@@ -265,4 +317,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fallback_router, prefix=API_PREFIX)
     app.add_middleware(DeclaredSizeGuard, max_body_size=max_body)
     app.add_middleware(UnhandledErrors)
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                       allow_methods=["*"], allow_headers=["*"], allow_credentials=False)
+    app.add_middleware(OriginGuard, allowed=settings.cors_origins)
+    app.add_middleware(SecurityHeaders, api_prefix=API_PREFIX, csp_exempt=(f"{API_PREFIX}/docs",))
+    app.state.login_limiter = FailureLimiter(settings.login_failures_per_minute)
+    _check_every_route_declares_a_role(app)
     return app

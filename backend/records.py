@@ -200,3 +200,6 @@ class DetectorVersion(SQLModel, table=True):
     created_by: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(default_factory=utcnow)
     state: str = Field(default="candidate", max_length=16)  # candidate | active | shadow
+
+
+from kensa.backend import accounts as _accounts  # noqa: E402,F401  (registers the auth tables)

@@ -199,12 +199,14 @@ def make_main(
     queue_dir: str | Path,
     web: bool,
     server_override: str | None = None,
+    token: str | None = None,
 ):
     """Build the Flet ``main(page)``.
 
     ``api_url`` is where the Python side reaches the API (a callable is resolved per session).
     ``public_url`` is put in front of image paths for the renderer ("" = same origin).
     In the desktop app the stored server address wins unless ``server_override`` is given.
+    ``token`` is the bearer token every session sends (temporary kiosk mechanism).
     """
 
     async def main(page: ft.Page) -> None:
@@ -231,7 +233,7 @@ def make_main(
             shown = server
         settings = ClientSettings.from_dict({**asdict(settings), "server_url": shown})
         state = AppState(
-            api=ApiClient(server, public_url=public_url if web else None),
+            api=ApiClient(server, public_url=public_url if web else None, token=token),
             queue_store=PhotoQueue(queue_dir),
             settings=settings,
         )
@@ -242,7 +244,7 @@ def make_main(
         async def save_settings(new: ClientSettings) -> None:
             if not web and new.server_url.rstrip("/") != state.api.base_url:
                 old = state.api
-                state.api = ApiClient(new.server_url)
+                state.api = ApiClient(new.server_url, token=token)
                 await old.aclose()
             await prefs.set(PREFS_KEY, json.dumps(asdict(new)))
 

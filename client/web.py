@@ -52,11 +52,15 @@ class ServerAddress:
 
 
 def build_flet_app(address: ServerAddress, *, data_dir: Path, max_upload_bytes: int,
-                   secret_key: str | None = None) -> FastAPI:
+                   secret_key: str | None = None, token: str | None = None) -> FastAPI:
     """The Flet web app; its uploads and offline queue live under ``data_dir``."""
     upload_dir = (data_dir / "client-uploads").resolve()
     upload_dir.mkdir(parents=True, exist_ok=True)
-    main = make_main(address.url, public_url="", queue_dir=data_dir / "client-queue", web=True)
+    # ``token`` (the server's ``client_token`` setting): every browser session uses it, a kiosk
+    # mechanism until the tablet has its sign-in screen; the browser cannot send it with <img>
+    # requests, so photos and overlays are then fetched by the session and shown inline.
+    main = make_main(address.url, public_url=None if token else "",
+                     queue_dir=data_dir / "client-queue", web=True, token=token)
     return flet_fastapi.app(
         main,
         app_name="kensa",
@@ -71,7 +75,8 @@ def build_flet_app(address: ServerAddress, *, data_dir: Path, max_upload_bytes: 
 
 
 def mount_client(app: FastAPI, *, data_dir: Path, max_upload_bytes: int,
-                 api_url: str | None = None, secret_key: str | None = None) -> None:
+                 api_url: str | None = None, secret_key: str | None = None,
+                 token: str | None = None) -> None:
     """Mount the web client at "/" of ``app`` (mount it after the API routes).
 
     ``api_url``: where sessions call the API (default: the address the server was reached at);
@@ -79,7 +84,7 @@ def mount_client(app: FastAPI, *, data_dir: Path, max_upload_bytes: int,
     """
     address = ServerAddress(api_url)
     flet_app = build_flet_app(address, data_dir=Path(data_dir), max_upload_bytes=max_upload_bytes,
-                              secret_key=secret_key)
+                              secret_key=secret_key, token=token)
     app.mount("/", address.wrap(flet_app), name="client")
 
     # Mounted apps get no lifespan of their own: start Flet's session manager with the backend.

@@ -98,12 +98,15 @@ class ApiClient:
         public_url: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 120.0,
+        token: str | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.inline_images = public_url is None
         self.public_url = (self.base_url if public_url is None else public_url).rstrip("/")
+        self.token = token  # a sign-in token or a station key, sent as a bearer token
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, transport=transport, timeout=httpx.Timeout(timeout, connect=5)
+            base_url=self.base_url, transport=transport, timeout=httpx.Timeout(timeout, connect=5),
+            headers={"Authorization": f"Bearer {token}"} if token else None,
         )
 
     async def aclose(self) -> None:

@@ -240,3 +240,60 @@ class DetectorVersionPublic(Schema):
     @field_serializer("created_at")
     def _utc(self, value: datetime | None) -> str | None:
         return iso_utc(value)
+
+
+# -- accounts, station keys, audit ----------------------------------------------------------------
+class TokenPublic(Schema):
+    access_token: str
+    token_type: str = "bearer"
+    expires_at: datetime
+    role: str
+
+
+class UserPublic(Schema):
+    username: str
+    role: str
+    disabled: bool = False
+    created_at: datetime | None = None
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=8, max_length=1024)
+    role: str
+
+
+class UserUpdate(BaseModel):
+    role: str | None = None
+    password: str | None = Field(None, min_length=8, max_length=1024)
+    disabled: bool | None = None
+
+
+class StationKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    station: str = Field(min_length=1, max_length=100)
+
+
+class StationKeyPublic(Schema):
+    id: int
+    name: str
+    station: str
+    created_at: datetime | None = None
+    created_by: str | None = None
+    key: str | None = None  # only in the answer that created it
+
+
+class AuditEventPublic(Schema):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
+class AuditList(Schema):
+    items: list[AuditEventPublic]
+    total: int

@@ -19,5 +19,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secret = settings.web_secret_key
         mount_client(app, data_dir=settings.data_dir, max_upload_bytes=settings.max_upload_bytes,
                      api_url=settings.client_api_url,
-                     secret_key=secret.get_secret_value() if secret else None)
+                     secret_key=secret.get_secret_value() if secret else None,
+                     token=settings.client_token)
     return app

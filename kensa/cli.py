@@ -17,6 +17,7 @@ from typing import Any
 
 COMMAND_MODULES = (
     "kensa.backend.commands",  # inspect, detectors, threshold
+    "kensa.backend.user_commands",  # users add | list | passwd | remove
     "kensa.models.cli",  # train, eval, predict, synth, export
     "kensa.client.cli",  # client
 )

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.routing import Match, Mount
 
-from kensa.backend.api.routes import datasets, detectors, inspections, jobs, samples, stats
+from kensa.backend.api.deps import requires
+from kensa.backend.api.routes import auth, datasets, detectors, inspections, jobs, samples, stats
 from kensa.contract.schemas import ErrorBody
 
 ERRORS = {
@@ -24,6 +25,9 @@ api_router.include_router(inspections.upload_router)
 api_router.include_router(inspections.router)
 api_router.include_router(stats.router)
 api_router.include_router(detectors.router)
+api_router.include_router(auth.router)
+api_router.include_router(auth.users)
+api_router.include_router(auth.keys)
 api_router.include_router(samples.router)
 api_router.include_router(datasets.router)
 api_router.include_router(jobs.router)
@@ -50,7 +54,8 @@ fallback_router = APIRouter()
 matched."""
 
 
-@fallback_router.api_route("/{path:path}", methods=ALL_METHODS, include_in_schema=False)
+@fallback_router.api_route("/{path:path}", methods=ALL_METHODS, include_in_schema=False,
+                           dependencies=requires(None))
 async def not_routed(request: Request, path: str) -> Response:
     allowed = allowed_methods(request)
     if not allowed:

@@ -33,10 +33,12 @@ from kensa.backend.records import (
     StatsPublic,
     StatsTotals,
 )
+from kensa.backend.services.accounts import audit
 from kensa.backend.services.images import DecodedImage, decode_image
 from kensa.backend.services.inference import DEMO_NOTICE, DetectorPool, LoadedDetector
 from kensa.backend.services.storage import BlobStore
 from kensa.contract.constants import API_PREFIX
+from kensa.contract.schemas import iso_utc
 from kensa.models.evidence import (
     EncodedDetection,
     StoredLayer,
@@ -301,17 +303,23 @@ def list_inspections(engine: Engine, filters: Filters, limit: int, offset: int
     return items, int(total), (int(defective) / int(total) if total else None)
 
 
-def set_deleted(engine: Engine, inspection_id: uuid.UUID, deleted: bool
-                ) -> InspectionPublic | None:
+def set_deleted(engine: Engine, inspection_id: uuid.UUID, deleted: bool,
+                actor: str | None = None) -> InspectionPublic | None:
+    """Soft delete or restore; with ``actor`` the change is audited in the same transaction."""
     with Session(engine) as session, session.begin():
         inspection = session.get(Inspection, inspection_id, with_for_update=True)
         if inspection is None:
             return None
+        before = iso_utc(inspection.deleted_at)
         if deleted and inspection.deleted_at is None:
             inspection.deleted_at = datetime.now(UTC)
         elif not deleted:
             inspection.deleted_at = None
         session.add(inspection)
+        if actor is not None:
+            audit(session, actor, "inspection.delete" if deleted else "inspection.restore",
+                  "inspection", str(inspection_id), {"deleted_at": before},
+                  {"deleted_at": iso_utc(inspection.deleted_at)})
     return get_public(engine, inspection_id)
 
 

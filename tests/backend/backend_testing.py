@@ -26,11 +26,13 @@ from kensa.backend.main import create_app
 
 STRIP_SIZE = (128, 256)
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+ADMIN_PASSWORD = "admin-test-password"  # the harness signs in as this admin
 MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 S3_KEYS = {"s3_access_key_id": "testing", "s3_secret_access_key": "testing",
            "s3_region": "us-east-1"}
 TABLES = ("inspection", "detector_run", "finding", "evidence_map", "dataset", "dataset_image",
-          "job", "detector_version")
+          "job", "detector_version", "app_user", "api_token", "station_key", "audit_event",
+          "idempotency_key")
 
 
 def encode(image: np.ndarray, fmt: str = "PNG", **options: Any) -> bytes:
@@ -154,7 +156,7 @@ def make_settings(tmp_path: Path, model_dir: Path, database_url: str | None = No
                   **overrides: Any) -> Settings:
     return Settings(data_dir=tmp_path / "data", model_dir=model_dir,
                     database_url=database_url or f"sqlite:///{tmp_path / 'kensa.db'}",
-                    serve_client=False, **overrides)
+                    serve_client=False, **{"admin_password": ADMIN_PASSWORD, **overrides})
 
 
 @dataclass
@@ -201,6 +203,14 @@ async def wait_ready(client: httpx.AsyncClient, timeout: float = 180) -> httpx.R
         await anyio.sleep(0.05)
 
 
+async def sign_in(client: httpx.AsyncClient, username: str, password: str) -> str:
+    """An ``Authorization`` header value for the user."""
+    response = await client.post("/api/v1/auth/token",
+                                 data={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return f"Bearer {response.json()['access_token']}"
+
+
 @asynccontextmanager
 async def running_service(settings: Settings, ready: bool = True) -> AsyncIterator[Service]:
     """The app with its lifespan running, behind httpx.ASGITransport."""
@@ -212,6 +222,9 @@ async def running_service(settings: Settings, ready: bool = True) -> AsyncIterat
             if ready:
                 response = await wait_ready(client)
                 assert response.status_code == 200, response.text
+            if settings.admin_password:
+                client.headers["Authorization"] = await sign_in(
+                    client, "admin", settings.admin_password)
             yield Service(app=app, client=client, settings=settings)
 
 
@@ -219,3 +232,4 @@ async def running_service(settings: Settings, ready: bool = True) -> AsyncIterat
 class LiveServer:
     url: str
     settings: Settings
+    headers: dict[str, str] | None = None  # signed in as the admin

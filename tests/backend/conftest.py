@@ -118,8 +118,10 @@ def live_server(tmp_path: Path, model_dir: Path, database_url: str) -> Iterator[
             server.should_exit = True
             raise RuntimeError("the live server did not become ready")
         time.sleep(0.05)
+    token = httpx.post(f"{url}/api/v1/auth/token", timeout=30, data={
+        "username": "admin", "password": settings.admin_password}).json()["access_token"]
     try:
-        yield LiveServer(url=url, settings=settings)
+        yield LiveServer(url=url, settings=settings, headers={"Authorization": f"Bearer {token}"})
     finally:
         server.should_exit = True
         thread.join(timeout=30)

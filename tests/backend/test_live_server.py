@@ -24,7 +24,8 @@ def test_concurrent_uploads_are_all_recorded(live_server: LiveServer, strips) ->
     def upload(i: int) -> httpx.Response:
         return httpx.post(f"{live_server.url}/api/v1/inspections", timeout=120,
                           data={"station": f"s{i % 3}", "note": f"upload {i}"},
-                          files={"image": (f"{i}.png", photos[i], "image/png")})
+                          files={"image": (f"{i}.png", photos[i], "image/png")},
+                          headers=live_server.headers)
 
     with ThreadPoolExecutor(max_workers=N_UPLOADS) as pool:
         responses = list(pool.map(upload, range(N_UPLOADS)))
@@ -33,15 +34,16 @@ def test_concurrent_uploads_are_all_recorded(live_server: LiveServer, strips) ->
     assert len({r["id"] for r in records}) == N_UPLOADS
     assert sorted(r["note"] for r in records) == sorted(f"upload {i}" for i in range(N_UPLOADS))
 
-    listing = httpx.get(f"{live_server.url}/api/v1/inspections", params={"limit": 500}).json()
+    listing = httpx.get(f"{live_server.url}/api/v1/inspections", params={"limit": 500},
+                        headers=live_server.headers).json()
     assert listing["total"] == N_UPLOADS
     defects = sum(r["verdict"] == "defect" for r in records)
     assert listing["defect_ratio"] == pytest.approx(defects / N_UPLOADS)
-    stats = httpx.get(f"{live_server.url}/api/v1/stats").json()
+    stats = httpx.get(f"{live_server.url}/api/v1/stats", headers=live_server.headers).json()
     assert stats["totals"]["total"] == N_UPLOADS and stats["totals"]["defective"] == defects
     # every record's photo is intact on disk and in the database exactly once
     for i, record in enumerate(records):
-        image = httpx.get(live_server.url + record["image_url"])
+        image = httpx.get(live_server.url + record["image_url"], headers=live_server.headers)
         assert image.content == photos[i]
     engine = sa.create_engine(live_server.settings.database_url)
     with engine.connect() as conn:
@@ -54,7 +56,9 @@ def test_concurrent_uploads_are_all_recorded(live_server: LiveServer, strips) ->
 
 
 def test_cli_inspect_detectors_threshold(live_server: LiveServer, strips, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+                                         capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KENSA_TOKEN", live_server.headers["Authorization"].split()[1])
     photo = tmp_path / "strip.png"
     photo.write_bytes(encode(strips.defective(30, labels=["patches"]).image))
     server = ["--server", live_server.url]

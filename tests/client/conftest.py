@@ -23,6 +23,7 @@ from kensa.models.data.synthetic import SteelStripGenerator
 from kensa.models.registry import create_detector, get_spec
 
 BASE = "http://kensa.test"
+ADMIN_PASSWORD = "admin-test-password"  # the backend fixture signs in as this admin
 
 
 @pytest.fixture(scope="session")
@@ -60,10 +61,15 @@ class Backend:
 @pytest.fixture
 async def backend(tmp_path: Path, patchcore_dir: Path) -> AsyncIterator[Backend]:
     settings = Settings(data_dir=tmp_path / "data", model_dir=patchcore_dir,
-                        database_url=f"sqlite:///{tmp_path / 'kensa.db'}", serve_client=False)
+                        database_url=f"sqlite:///{tmp_path / 'kensa.db'}", serve_client=False,
+                        admin_password=ADMIN_PASSWORD)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        api = ApiClient(BASE, transport=httpx.ASGITransport(app=app), public_url="")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as raw:
+            token = (await raw.post("/api/v1/auth/token", data={
+                "username": "admin", "password": ADMIN_PASSWORD})).json()["access_token"]
+        api = ApiClient(BASE, transport=transport, public_url="", token=token)
         deadline = time.monotonic() + 120
         while not await api.ready():
             assert time.monotonic() < deadline, "backend not ready"

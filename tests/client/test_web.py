@@ -16,7 +16,8 @@ pytestmark = pytest.mark.anyio
 
 async def test_client_is_served_next_to_the_api(tmp_path: Path, patchcore_dir: Path):
     settings = Settings(data_dir=tmp_path / "data", model_dir=patchcore_dir,
-                        database_url=f"sqlite:///{tmp_path / 'kensa.db'}", serve_client=True)
+                        database_url=f"sqlite:///{tmp_path / 'kensa.db'}", serve_client=True,
+                        client_token="kiosk-test-token")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -30,8 +31,14 @@ async def test_client_is_served_next_to_the_api(tmp_path: Path, patchcore_dir: P
             assert wasm.status_code == 200 and wasm.content[:4] == b"\0asm"
             # The API is not shadowed by the mount.
             assert (await http.get("/healthz")).status_code == 200
-            listing = await http.get("/api/v1/inspections")
+            assert (await http.get("/api/v1/inspections")).status_code == 401
+            # the web client's sessions use the kiosk token (until the sign-in screen exists)
+            listing = await http.get("/api/v1/inspections",
+                                     headers={"Authorization": "Bearer kiosk-test-token"})
             assert listing.status_code == 200 and listing.json()["total"] == 0
+            # the client's pages carry no API CSP (Flet needs scripts and wasm)
+            assert "content-security-policy" not in page.headers
+            assert page.headers["x-content-type-options"] == "nosniff"
     assert (tmp_path / "data" / "client-uploads").is_dir()
 
 

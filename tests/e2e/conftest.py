@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_testing import REPO, free_port
+from e2e_testing import ADMIN_PASSWORD, CLIENT_TOKEN, REPO, free_port
 
 CHROMIUM = os.environ.get("KENSA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -52,7 +52,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp("kensa-e2e")
     port = free_port()
     log = data_dir / "serve.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KENSA_ADMIN_PASSWORD": ADMIN_PASSWORD,
+           "KENSA_CLIENT_TOKEN": CLIENT_TOKEN}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kensa.cli", "serve", "--data-dir", str(data_dir / "data"),

@@ -13,3 +13,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+ADMIN_PASSWORD = "admin-e2e-password"  # the server under test starts with this admin
+CLIENT_TOKEN = "kiosk-e2e-token"  # its web client's kiosk token (Settings.client_token)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_testing import REPO, free_port
+from e2e_testing import CLIENT_TOKEN, REPO, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +51,8 @@ def shot(page, name: str, settle: float = 2.0) -> None:
 
 
 def api(url: str) -> httpx.Client:
-    return httpx.Client(base_url=f"{url}/api/v1", timeout=120)
+    return httpx.Client(base_url=f"{url}/api/v1", timeout=120,
+                        headers={"Authorization": f"Bearer {CLIENT_TOKEN}"})
 
 
 def test_capture_result_history_charts_demo(server_url, browser, strip_files):

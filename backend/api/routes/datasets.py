@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from kensa.backend.api.deps import EngineDep, SettingsDep, StoreDep
+from kensa.backend.api.deps import EngineDep, SettingsDep, StoreDep, requires
 from kensa.backend.services import datasets as service
 from kensa.contract.schemas import (
     DatasetCreate,
@@ -16,7 +16,8 @@ from kensa.contract.schemas import (
     DatasetPublic,
 )
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"],
+                   dependencies=requires("manager"))
 
 
 def _raise(exc: service.DatasetError) -> HTTPException:

@@ -4,36 +4,55 @@ from __future__ import annotations
 
 import anyio
 from fastapi import APIRouter, HTTPException
+from sqlalchemy import Engine
+from sqlmodel import Session
 
-from kensa.backend.api.deps import EngineDep, PoolDep, SettingsDep, StoreDep
+from kensa.backend.api.deps import CurrentUser, EngineDep, PoolDep, SettingsDep, StoreDep, requires
 from kensa.backend.services import versions
+from kensa.backend.services.accounts import audit
+from kensa.backend.services.inference import DetectorPool
 from kensa.contract.schemas import DetectorPublic, DetectorVersionPublic, ErrorBody, ThresholdUpdate
 
 router = APIRouter(prefix="/detectors", tags=["detectors"])
+NO_DETECTOR = {404: {"model": ErrorBody, "description": "no such detector or version"}}
 
 
-@router.get("", response_model=list[DetectorPublic])
+@router.get("", response_model=list[DetectorPublic],
+            dependencies=requires("operator", station=True))
 async def list_detectors(pool: PoolDep) -> list[DetectorPublic]:
     """Each loaded detector's ``describe()`` (name, task, labels, version, weights, threshold,
     demo, metrics) plus its notes and artifact folder."""
     return [DetectorPublic(**loaded.describe()) for loaded in pool.all()]
 
 
-@router.patch("/{name}", response_model=DetectorPublic,
+def _audited_threshold(pool: DetectorPool, engine: Engine, name: str, body: ThresholdUpdate,
+                       actor: str) -> dict:
+    """Set the threshold and write the audit row in one transaction: a refused change writes
+    none (the artifact's config.json is written before the row commits)."""
+    before = pool.get(name).describe().get("threshold")
+    with Session(engine) as session, session.begin():
+        described = pool.set_threshold(name, body.threshold, body.label)
+        audit(session, actor, "detector.threshold", "detector", name,
+              {"threshold": before}, {"threshold": described.get("threshold"),
+                                      "label": body.label})
+    return described
+
+
+@router.patch("/{name}", response_model=DetectorPublic, dependencies=requires("manager"),
               responses={404: {"model": ErrorBody, "description": "no such detector"}})
-async def update_detector(name: str, body: ThresholdUpdate, pool: PoolDep) -> DetectorPublic:
-    """Change a decision threshold now; it is saved to the artifact's config.json."""
+async def update_detector(name: str, body: ThresholdUpdate, pool: PoolDep, engine: EngineDep,
+                          principal: CurrentUser) -> DetectorPublic:
+    """Change a decision threshold now; it is saved to the artifact's config.json (audited)."""
     if name not in pool:
         raise HTTPException(404, f"no detector {name!r}; available: {', '.join(pool.names)}")
     try:
-        described = await anyio.to_thread.run_sync(pool.set_threshold, name, body.threshold,
-                                                   body.label)
+        described = await anyio.to_thread.run_sync(_audited_threshold, pool, engine, name,
+                                                   body, principal.actor)
         return DetectorPublic(**described)
     except (ValueError, NotImplementedError, KeyError) as exc:
         raise HTTPException(422, str(exc)) from None
 
 
-# -- versions: list, activate (deploy / rollback), shadow -----------------------------------
 def _version(engine, name: str, version: str):
     row = versions.get(engine, name, version)
     if row is None:
@@ -41,14 +60,16 @@ def _version(engine, name: str, version: str):
     return row
 
 
-@router.get("/{name}/versions", response_model=list[DetectorVersionPublic])
+@router.get("/{name}/versions", response_model=list[DetectorVersionPublic],
+            dependencies=requires("manager"), responses=NO_DETECTOR)
 async def list_versions(name: str, engine: EngineDep) -> list[DetectorVersionPublic]:
     """Every trained version of ``name``, oldest first, with its state and metrics; a
     shadow version reports how often it agreed with the verdict shown."""
     return await anyio.to_thread.run_sync(versions.list_versions, engine, name)
 
 
-@router.post("/{name}/versions/{version}/activate", response_model=DetectorVersionPublic)
+@router.post("/{name}/versions/{version}/activate", response_model=DetectorVersionPublic,
+             dependencies=requires("manager"), responses=NO_DETECTOR)
 async def activate_version(name: str, version: str, engine: EngineDep, store: StoreDep,
                            settings: SettingsDep, pool: PoolDep) -> DetectorVersionPublic:
     """Serve this version for new inspections now (rollback = activate an older one)."""
@@ -62,7 +83,8 @@ async def activate_version(name: str, version: str, engine: EngineDep, store: St
     return _one(engine, name, version)
 
 
-@router.post("/{name}/versions/{version}/shadow", response_model=DetectorVersionPublic)
+@router.post("/{name}/versions/{version}/shadow", response_model=DetectorVersionPublic,
+             dependencies=requires("manager"), responses=NO_DETECTOR)
 async def shadow_version(name: str, version: str, engine: EngineDep, store: StoreDep,
                          settings: SettingsDep, pool: PoolDep) -> DetectorVersionPublic:
     """Run this version beside the active one: its runs are stored flagged ``shadow``,

@@ -7,17 +7,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from kensa.backend import db
+from kensa.backend.api.deps import requires
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", dependencies=requires(None))
 async def healthz() -> dict[str, str]:
     """The process answers."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", dependencies=requires(None))
 async def readyz(request: Request) -> JSONResponse:
     """200 once the database is migrated and reachable and the detectors are loaded; 503
     (saying which) otherwise."""

@@ -8,20 +8,38 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+)
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 
-from kensa.backend.api.deps import EngineDep, PoolDep, SettingsDep, StoreDep
+from kensa.backend.api.deps import (
+    CurrentUser,
+    EngineDep,
+    PoolDep,
+    SettingsDep,
+    StoreDep,
+    requires,
+)
+from kensa.backend.core.security import Principal
 from kensa.backend.records import InspectionList, InspectionPublic
+from kensa.backend.services import accounts, idempotency, versions
 from kensa.backend.services import inspections as service
-from kensa.backend.services import versions
 from kensa.backend.services.images import ImageRejected, check_declared_type, decode_image
 from kensa.backend.services.storage import BlobMissing, BlobStore
 from kensa.contract.constants import FINDING_LAYERS
-from kensa.contract.schemas import ErrorBody
+from kensa.contract.schemas import AuditEventPublic, ErrorBody
 from kensa.models.evidence import overlay_layers
 from kensa.models.types import Verdict
 
@@ -130,7 +148,10 @@ FiltersDep = Annotated[service.Filters, Depends(get_filters)]
 
 # -- endpoints ------------------------------------------------------------------------------------
 @upload_router.post("", status_code=201, response_model=InspectionPublic,
-                    responses={413: {"description": "file or image too large"},
+                    dependencies=requires("operator", station=True),
+                    responses={409: {"model": ErrorBody,
+                                     "description": "same Idempotency-Key still in progress"},
+                               413: {"description": "file or image too large"},
                                415: {"description": "not a supported image"},
                                422: {"model": ErrorBody,
                                      "description": "empty, truncated or invalid input"},
@@ -144,8 +165,16 @@ async def create_inspection(
     note: Annotated[str | None, Form(max_length=2000, pattern=PRINTABLE_TEXT)] = None,
     detectors: Annotated[str | None, Form(description="comma-separated names; default all")]
     = None,
+    *, principal: CurrentUser, response: Response,
+    idempotency_key: Annotated[str | None, Header(
+        max_length=200,
+        description="retry-safe upload: the same key and body answer the first record (201 "
+                    "again, with 'Idempotent-Replayed: true'); another body: 422")] = None,
 ) -> InspectionPublic:
-    """Inspect one photo with the chosen detectors and store the record."""
+    """Inspect one photo with the chosen detectors and store the record. A station key's
+    uploads always carry its own station."""
+    if principal.kind == "station":
+        station = principal.station
     if len((await request.form()).getlist("image")) != 1:
         raise HTTPException(422, "send exactly one 'image' part (one photo per inspection)")
     names = [n.strip() for n in (detectors or "").split(",") if n.strip()]
@@ -161,25 +190,66 @@ async def create_inspection(
         data = await image.read()
         if len(data) > settings.max_upload_bytes:
             raise ImageRejected(413, f"the file is larger than {settings.max_upload_mb:g} MB")
-        record = await service.create_inspection(
-            image_bytes=data, pool=pool, detectors=selected, engine=engine, store=store,
-            meta=service.UploadMeta(station=station or None, operator=operator or None,
-                                    note=note or None),
-            max_pixels=settings.max_pixels,
-        )
+        reservation = idempotency.Reservation()
+        if idempotency_key is not None:
+            hashed = idempotency.body_hash([data, station, operator, note, ",".join(names)])
+            reservation = await anyio.to_thread.run_sync(
+                idempotency.reserve, engine, principal.actor, idempotency_key, hashed)
+            if reservation.replay is not None:
+                response.headers["Idempotent-Replayed"] = "true"
+                replayed = await anyio.to_thread.run_sync(service.get_public, engine,
+                                                          reservation.replay)
+                if replayed is None:
+                    raise _not_found(reservation.replay)
+                return replayed
+        try:
+            record = await service.create_inspection(
+                image_bytes=data, pool=pool, detectors=selected, engine=engine, store=store,
+                meta=service.UploadMeta(station=station or None, operator=operator or None,
+                                        note=note or None),
+                max_pixels=settings.max_pixels,
+            )
+        except BaseException:
+            if reservation.record_id is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(idempotency.release, engine,
+                                                   reservation.record_id)
+            raise
+        if reservation.record_id is not None:
+            await anyio.to_thread.run_sync(idempotency.complete, engine, reservation.record_id,
+                                           record.id)
         await run_shadows(pool, selected, data, record.id, engine, settings.max_pixels)
         return record
     except ImageRejected as exc:
         raise HTTPException(exc.status_code, exc.detail) from None
+    except idempotency.KeyConflict as exc:
+        raise HTTPException(exc.status, exc.detail) from None
 
 
-@router.get("", response_model=InspectionList)
+OPERATOR_PAGE = 50  # the largest page an operator may ask for
+READ = requires("operator", station=True)
+
+
+@router.get("", response_model=InspectionList, dependencies=requires("operator"))
 async def list_inspections(
-    engine: EngineDep, filters: FiltersDep,
+    engine: EngineDep, filters: FiltersDep, principal: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> InspectionList:
-    """Inspections newest first; ``total`` and ``defect_ratio`` cover the whole filtered set."""
+    """Inspections newest first; ``total`` and ``defect_ratio`` cover the whole filtered set.
+    Operators see recent history: no filter but ``station``, pages of at most 50."""
+    if not principal.at_least("manager"):
+        used = [name for name, value in (
+            ("start", filters.start), ("end", filters.end), ("label", filters.labels),
+            ("verdict", filters.verdict), ("has_defect", filters.has_defect),
+            ("detector", filters.detector), ("include_deleted", filters.include_deleted))
+            if value]
+        if used:
+            raise HTTPException(403, f"filtering by {', '.join(used)} needs the role "
+                                     "'manager'; operators may filter by station only")
+        if limit > OPERATOR_PAGE or offset > 0:
+            raise HTTPException(403, f"operators see the latest {OPERATOR_PAGE} records only "
+                                     "(limit <= 50, no offset); older history needs 'manager'")
     items, total, ratio = await anyio.to_thread.run_sync(
         service.list_inspections, engine, filters, limit, offset)
     return InspectionList(items=items, total=total, defect_ratio=ratio)
@@ -187,6 +257,19 @@ async def list_inspections(
 
 def _not_found(inspection_id: uuid.UUID) -> HTTPException:
     return HTTPException(404, f"no inspection {inspection_id}")
+
+
+def _visible(inspection: Any, principal: Principal) -> bool:
+    """A station key reads only its own station's records."""
+    return inspection is not None and (principal.kind != "station"
+                                       or inspection.station == principal.station)
+
+
+async def _readable(engine: Any, inspection_id: uuid.UUID, principal: Principal) -> Any:
+    inspection = await anyio.to_thread.run_sync(service.get_inspection, engine, inspection_id)
+    if not _visible(inspection, principal):
+        raise _not_found(inspection_id)
+    return inspection
 
 
 async def blob_response(store: BlobStore, key: str, media_type: str) -> Response:
@@ -200,37 +283,45 @@ async def blob_response(store: BlobStore, key: str, media_type: str) -> Response
     return StreamingResponse(stream, media_type=media_type, headers=CACHE)
 
 
-@_id_route("GET", "/{inspection_id}", response_model=InspectionPublic)
-async def get_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> InspectionPublic:
+@_id_route("GET", "/{inspection_id}", response_model=InspectionPublic, dependencies=READ)
+async def get_inspection(inspection_id: uuid.UUID, engine: EngineDep, principal: CurrentUser
+                         ) -> InspectionPublic:
     record = await anyio.to_thread.run_sync(service.get_public, engine, inspection_id)
-    if record is None:
+    if record is None or (principal.kind == "station" and record.station != principal.station):
         raise _not_found(inspection_id)
     return record
 
 
-@_id_route("GET", "/{inspection_id}/image", response_class=FileResponse)
-async def get_image(inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep
-                    ) -> Response:
+@_id_route("GET", "/{inspection_id}/history", response_model=list[AuditEventPublic],
+           dependencies=requires("manager"))
+async def get_history(inspection_id: uuid.UUID, engine: EngineDep
+                      ) -> list[AuditEventPublic]:
+    """Every audited change of this record, oldest first."""
+    rows, _ = await anyio.to_thread.run_sync(lambda: accounts.list_audit(
+        engine, target=str(inspection_id), limit=500))
+    return [AuditEventPublic.model_validate(r) for r in reversed(rows)
+            if r.target_type == "inspection"]
+
+
+@_id_route("GET", "/{inspection_id}/image", response_class=FileResponse, dependencies=READ)
+async def get_image(inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep,
+                    principal: CurrentUser) -> Response:
     """The original photo, byte for byte."""
-    inspection = await anyio.to_thread.run_sync(service.get_inspection, engine, inspection_id)
-    if inspection is None:
-        raise _not_found(inspection_id)
+    inspection = await _readable(engine, inspection_id, principal)
     return await blob_response(store, inspection.image_key, inspection.image_content_type)
 
 
 @_id_route("GET", "/{inspection_id}/overlay", response_class=Response,
-           responses={200: {"content": {"image/png": {}}}})
+           responses={200: {"content": {"image/png": {}}}}, dependencies=READ)
 async def get_overlay(
-    inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep,
+    inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep, principal: CurrentUser,
     layers: Annotated[str | None, Query(
         description=f"comma-separated, any of {', '.join(FINDING_LAYERS)} and every "
                     "registered evidence kind (heatmap, gradcam, ...); default: all; "
                     "empty: the photo alone")] = None,
 ) -> Response:
     """The photo with evidence drawn over it (PNG); ``layers`` re-renders from stored maps."""
-    inspection = await anyio.to_thread.run_sync(service.get_inspection, engine, inspection_id)
-    if inspection is None:
-        raise _not_found(inspection_id)
+    inspection = await _readable(engine, inspection_id, principal)
     if layers is None and inspection.overlay_key:
         return await blob_response(store, inspection.overlay_key, "image/png")
     known = overlay_layers()
@@ -245,12 +336,14 @@ async def get_overlay(
     return Response(png, media_type="image/png", headers=CACHE)
 
 
-@_id_route("GET", "/{inspection_id}/findings/{finding_id}/mask", response_class=FileResponse)
+@_id_route("GET", "/{inspection_id}/findings/{finding_id}/mask", response_class=FileResponse,
+           dependencies=READ)
 async def get_finding_mask(inspection_id: uuid.UUID,
                            finding_id: Annotated[int, PathParam(ge=1, le=MAX_DB_INT)],
-                           engine: EngineDep,
-                           store: StoreDep) -> Response:
+                           engine: EngineDep, store: StoreDep, principal: CurrentUser
+                           ) -> Response:
     """A finding's mask as a 1-bit PNG at the photo's size."""
+    await _readable(engine, inspection_id, principal)
     key = await anyio.to_thread.run_sync(service.finding_mask_blob, engine, inspection_id,
                                          finding_id)
     if key is None:
@@ -259,30 +352,37 @@ async def get_finding_mask(inspection_id: uuid.UUID,
 
 
 @_id_route("GET", "/{inspection_id}/evidence/{n}", response_class=FileResponse,
-           responses={200: {"content": {"image/png": {}}}})
-async def get_evidence(inspection_id: uuid.UUID, n: Annotated[int, PathParam(ge=0, le=MAX_DB_INT)],
-                       engine: EngineDep, store: StoreDep) -> Response:
+           responses={200: {"content": {"image/png": {}}}}, dependencies=READ)
+async def get_evidence(inspection_id: uuid.UUID,
+                       n: Annotated[int, PathParam(ge=0, le=MAX_DB_INT)],
+                       engine: EngineDep, store: StoreDep, principal: CurrentUser) -> Response:
     """The ``n``-th layer of the record's ``evidence`` as an 8-bit grayscale PNG at the
     size it was stored (0..255 = the layer's fixed scale)."""
+    await _readable(engine, inspection_id, principal)
     key = await anyio.to_thread.run_sync(service.evidence_blob, engine, inspection_id, n)
     if key is None:
         raise HTTPException(404, f"no evidence layer {n} for {inspection_id}")
     return await blob_response(store, key, "image/png")
 
 
-@_id_route("DELETE", "/{inspection_id}", status_code=204)
-async def delete_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> Response:
-    """Soft delete: hidden from lists and stats until restored."""
-    record = await anyio.to_thread.run_sync(service.set_deleted, engine, inspection_id, True)
+@_id_route("DELETE", "/{inspection_id}", status_code=204, dependencies=requires("manager"))
+async def delete_inspection(inspection_id: uuid.UUID, engine: EngineDep,
+                            principal: CurrentUser) -> Response:
+    """Soft delete: hidden from lists and stats until restored (audited)."""
+    record = await anyio.to_thread.run_sync(service.set_deleted, engine, inspection_id, True,
+                                            principal.actor)
     if record is None:
         raise _not_found(inspection_id)
     return Response(status_code=204)
 
 
-@_id_route("POST", "/{inspection_id}/restore", response_model=InspectionPublic)
-async def restore_inspection(inspection_id: uuid.UUID, engine: EngineDep) -> InspectionPublic:
-    """Undo a soft delete."""
-    record = await anyio.to_thread.run_sync(service.set_deleted, engine, inspection_id, False)
+@_id_route("POST", "/{inspection_id}/restore", response_model=InspectionPublic,
+           dependencies=requires("manager"))
+async def restore_inspection(inspection_id: uuid.UUID, engine: EngineDep,
+                             principal: CurrentUser) -> InspectionPublic:
+    """Undo a soft delete (audited)."""
+    record = await anyio.to_thread.run_sync(service.set_deleted, engine, inspection_id, False,
+                                            principal.actor)
     if record is None:
         raise _not_found(inspection_id)
     return record

@@ -12,14 +12,15 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlmodel import Session
 
-from kensa.backend.api.deps import EngineDep
+from kensa.backend.api.deps import EngineDep, requires
 from kensa.backend.jobs import state
 from kensa.backend.jobs.worker import MIN_GOOD
 from kensa.backend.records import Job
 from kensa.backend.services import datasets
 from kensa.contract.schemas import JOB_FINAL, JobCreate, JobPublic
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"],
+                   dependencies=requires("manager"))
 
 
 def _create(engine, body: JobCreate, runner: str) -> Job:

@@ -6,11 +6,13 @@ import anyio
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
+from kensa.backend.api.deps import requires
 from kensa.backend.services.samples import Sample, demo_samples
 from kensa.contract.constants import API_PREFIX
 from kensa.contract.schemas import ErrorBody, SamplePublic
 
-router = APIRouter(prefix="/samples", tags=["samples"])
+router = APIRouter(prefix="/samples", tags=["samples"],
+                   dependencies=requires("operator", station=True))
 CACHE = {"Cache-Control": "public, max-age=86400"}
 NO_SAMPLE = {404: {"model": ErrorBody, "description": "no sample of that name"}}
 

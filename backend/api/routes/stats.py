@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import anyio
 from fastapi import APIRouter, HTTPException, Query
 
-from kensa.backend.api.deps import EngineDep
+from kensa.backend.api.deps import EngineDep, requires
 from kensa.backend.api.routes.inspections import FiltersDep
 from kensa.backend.records import StatsPublic
 from kensa.backend.services import inspections as service
@@ -15,7 +15,7 @@ from kensa.backend.services import inspections as service
 router = APIRouter(tags=["stats"])
 
 
-@router.get("/stats", response_model=StatsPublic)
+@router.get("/stats", response_model=StatsPublic, dependencies=requires("manager"))
 async def get_stats(
     engine: EngineDep, filters: FiltersDep,
     bucket: Annotated[Literal["day", "week", "month"], Query()] = "day",

@@ -1,0 +1,1 @@
+"""Cross-cutting service concerns: security (accounts, tokens, roles)."""
