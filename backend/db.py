@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -73,9 +74,37 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return config
 
 
+MIGRATION_LOCK = 0x6B656E7361  # "kensa": one advisory lock id for every replica
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Replicas starting together migrate one after the other (a server-side lock on
+    PostgreSQL and MariaDB; SQLite serialises writers itself)."""
+    dialect = engine.dialect.name
+    if dialect not in ("postgresql", "mysql", "mariadb"):
+        yield
+        return
+    with engine.connect() as conn:
+        if dialect == "postgresql":
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+        else:
+            conn.execute(text("SELECT GET_LOCK('kensa-migrations', 600)"))
+        conn.commit()
+        try:
+            yield
+        finally:
+            if dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+            else:
+                conn.execute(text("SELECT RELEASE_LOCK('kensa-migrations')"))
+            conn.commit()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     log.info("migrating %s to %s", engine.url.render_as_string(hide_password=True), revision)
-    command.upgrade(alembic_config(engine), revision)
+    with migration_lock(engine):
+        command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:

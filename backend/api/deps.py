@@ -61,9 +61,13 @@ async def get_principal(request: Request,
                         token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
     """The caller behind ``Authorization: Bearer``; 401 without a valid one (503 while the
     service is still starting and has no database to check it against)."""
-    engine = getattr(request.app.state, "engine", None)
+    state = request.app.state
+    engine = getattr(state, "engine", None)
     if engine is None:
         raise HTTPException(503, "the service is starting", headers={"Retry-After": "5"})
+    if not getattr(state, "db_ready", False):  # no database to check any credentials against
+        raise HTTPException(503, getattr(state, "db_error", None) or "database not ready",
+                            headers={"Retry-After": "5"})
     if not token:
         raise HTTPException(401, "sign in first: send 'Authorization: Bearer <token>'",
                             headers=UNAUTHORIZED)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from kensa.backend.accounts import ApiToken, AuditEvent, StationKey, User
@@ -136,7 +137,10 @@ def ensure_admin(engine: Engine, data_dir: Path, password: str | None) -> str | 
             return None
     generated = password is None
     password = password or secrets.token_urlsafe(12)
-    create_user(engine, "admin", password, "admin", actor="system")
+    try:
+        create_user(engine, "admin", password, "admin", actor="system")
+    except (IntegrityError, AccountError):  # another replica starting at the same time won
+        return None
     if not generated:
         return None
     path = Path(data_dir) / INITIAL_PASSWORD_FILE

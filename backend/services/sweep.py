@@ -7,7 +7,8 @@ another replica sharing the store may be between writing its blobs and committin
 and its blobs are younger than the grace.
 
 A blob reference is any table column whose name ends in ``_key`` (``image_key``, ``mask_key``,
-...), so new blob columns are covered without touching this module.
+...), so new blob columns are covered without touching this module, plus the file maps of
+detector versions (``detector_version.files``: file name -> key, JSON).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from itertools import islice
 from sqlalchemy import Column, Engine, select
 from sqlmodel import SQLModel
 
-import kensa.backend.records  # noqa: F401  (registers the tables on SQLModel.metadata)
+from kensa.backend.records import DetectorVersion  # (and every table, on SQLModel.metadata)
 from kensa.backend.services.storage import BlobStore
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,12 @@ def blob_columns() -> list[Column]:
 def referenced(engine: Engine, keys: Sequence[str]) -> set[str]:
     """Which of ``keys`` some row points at."""
     found: set[str] = set()
+    wanted = set(keys)
     with engine.connect() as conn:
         for column in blob_columns():
             found |= set(conn.execute(select(column).where(column.in_(keys))).scalars())
+        for files in conn.execute(select(DetectorVersion.files)).scalars():
+            found |= wanted & set((files or {}).values())
     return found
 
 

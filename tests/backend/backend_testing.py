@@ -185,6 +185,11 @@ class Service:
         """An inspection id as the database stores it (SQLite: 32 hex chars)."""
         return uuid.UUID(record_id).hex if self.engine.dialect.name == "sqlite" else record_id
 
+    async def sign_in_as_admin(self) -> None:
+        """Send the admin's token from now on (the harness does it once the database answers)."""
+        self.client.headers["Authorization"] = await sign_in(
+            self.client, "admin", self.settings.admin_password)
+
     async def upload(self, image: bytes, name: str = "strip.png",
                      content_type: str = "image/png", **form: str) -> httpx.Response:
         return await self.client.post("/api/v1/inspections", data=form,
@@ -222,10 +227,10 @@ async def running_service(settings: Settings, ready: bool = True) -> AsyncIterat
             if ready:
                 response = await wait_ready(client)
                 assert response.status_code == 200, response.text
-            if settings.admin_password:
-                client.headers["Authorization"] = await sign_in(
-                    client, "admin", settings.admin_password)
-            yield Service(app=app, client=client, settings=settings)
+            service = Service(app=app, client=client, settings=settings)
+            if settings.admin_password and (ready or app.state.db_ready):
+                await service.sign_in_as_admin()
+            yield service
 
 
 @dataclass

@@ -132,5 +132,6 @@ async def test_unreachable_at_start_then_ready_without_a_restart(
             return (await service.client.get("/readyz")).status_code == 200
 
         await _until(is_ready)
+        await service.sign_in_as_admin()
         status, _, record = await _upload(service, encode(strips.good(4).image))
         assert status == 201, record

@@ -190,3 +190,30 @@ def test_rewriting_an_existing_blob_renews_its_age(tmp_path: Path,
     assert store.put(b"same bytes", "png").created is False
     (after,) = [b.modified for b in store.blobs()]
     assert after > before and after > datetime.now(UTC) - timedelta(seconds=30)
+
+
+def test_the_sweep_keeps_the_files_of_detector_versions(tmp_path: Path) -> None:
+    """A version's artifact files are blobs referenced only from ``detector_version.files``
+    (JSON): an old one must survive every restart's sweep."""
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from kensa.backend import db
+    from kensa.backend.records import DetectorVersion
+    from kensa.backend.services.sweep import sweep
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'kensa.db'}")
+    db.upgrade(engine)
+    store = LocalBlobStore(tmp_path / "blobs")
+    kept = store.put(b'{"config": 1}', "json").key
+    orphan = store.put(b"nobody's", "bin").key
+    with Session(engine) as session, session.begin():
+        session.add(DetectorVersion(name="line-1", version="v1", kind="patchcore",
+                                    files={"config.json": kept}))
+    for path in store.files():
+        _age(path, 3600)
+    report = sweep(engine, store, timedelta(seconds=60))
+    assert store.exists(kept) and not store.exists(orphan)
+    assert (report.orphans, report.kept) == (1, 1)
+    engine.dispose()

@@ -74,8 +74,10 @@ async def test_api_methods_and_paths_never_fall_through_to_the_web_client(
         assert (await client.get("/")).status_code == 200  # the client is still served
 
 
-def _raw_request(sock: socket.socket, method: str, path: str, host: str) -> bytes:
-    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+def _raw_request(sock: socket.socket, method: str, path: str, host: str,
+                 token: str = "") -> bytes:
+    auth = f"Authorization: {token}\r\n" if token else ""
+    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n".encode())
     data = b""
     while b"\r\n\r\n" not in data:
         data += sock.recv(65536)
@@ -89,16 +91,19 @@ def _raw_request(sock: socket.socket, method: str, path: str, host: str) -> byte
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_keep_alive_survives_a_server_error(live_server: LiveServer, strips) -> None:
     """A 500 answers as JSON and the tablet's keep-alive connection stays usable."""
-    record = httpx.post(f"{live_server.url}/api/v1/inspections", timeout=120, files={
+    record = httpx.post(f"{live_server.url}/api/v1/inspections", timeout=120,
+                        headers=live_server.headers, files={
         "image": ("a.png", encode(strips.defective(2).image), "image/png")}).json()
     for blob in live_server.settings.storage_dir.rglob("*"):  # a storage fault: no photo
         if blob.is_file():
             blob.unlink()
     parts = urlsplit(live_server.url)
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
-        head = _raw_request(sock, "GET", f"{record['overlay_url']}?layers=masks", parts.netloc)
+        token = live_server.headers["Authorization"]
+        head = _raw_request(sock, "GET", f"{record['overlay_url']}?layers=masks", parts.netloc,
+                            token)
         assert head.startswith(b"HTTP/1.1 500")
-        head = _raw_request(sock, "GET", "/api/v1/inspections", parts.netloc)  # same socket
+        head = _raw_request(sock, "GET", "/api/v1/inspections", parts.netloc, token)  # same
         assert head.startswith(b"HTTP/1.1 200")
 
 

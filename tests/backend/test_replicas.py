@@ -13,7 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from backend_testing import S3_KEYS, encode, free_port, fresh_postgres_database, new_bucket
+from backend_testing import (
+    ADMIN_PASSWORD,
+    S3_KEYS,
+    encode,
+    free_port,
+    fresh_postgres_database,
+    new_bucket,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.replicas]
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +70,7 @@ def replicas(tmp_path: Path, model_dir: Path, s3_endpoint: str) -> Iterator[list
             **os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
             "KENSA_DATABASE_URL": database_url, "KENSA_MODEL_DIR": str(model_dir),
             "KENSA_STORAGE_URL": f"s3://{new_bucket(s3_endpoint)}/kensa",
-            "KENSA_S3_ENDPOINT_URL": s3_endpoint,
+            "KENSA_S3_ENDPOINT_URL": s3_endpoint, "KENSA_ADMIN_PASSWORD": ADMIN_PASSWORD,
             **{f"KENSA_{k.upper()}": v for k, v in S3_KEYS.items()},
         }
         started = []
@@ -80,32 +87,36 @@ def replicas(tmp_path: Path, model_dir: Path, s3_endpoint: str) -> Iterator[list
 def test_an_upload_through_one_replica_is_served_by_the_other(replicas: list[str], strips,
                                                               tmp_path: Path) -> None:
     one, other = replicas
+    token = httpx.post(f"{one}/api/v1/auth/token", data={  # signed in on one replica ...
+        "username": "admin", "password": ADMIN_PASSWORD}).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}  # ... valid on the other (shared database)
     photo = encode(strips.defective(11, labels=["patches"]).image)
     response = httpx.post(f"{one}/api/v1/inspections", data={"station": "replica-a"},
+                          headers=auth,
                           files={"image": ("strip.png", photo, "image/png")}, timeout=120)
     assert response.status_code == 201, response.text
     record = response.json()
 
-    seen = httpx.get(f"{other}/api/v1/inspections/{record['id']}", timeout=30)
+    seen = httpx.get(f"{other}/api/v1/inspections/{record['id']}", headers=auth, timeout=30)
     assert seen.status_code == 200 and seen.json() == {**record, "notice": None}
-    listing = httpx.get(f"{other}/api/v1/inspections", timeout=30).json()
+    listing = httpx.get(f"{other}/api/v1/inspections", headers=auth, timeout=30).json()
     assert [item["id"] for item in listing["items"]] == [record["id"]]
 
-    image = httpx.get(other + record["image_url"], timeout=30)
+    image = httpx.get(other + record["image_url"], headers=auth, timeout=30)
     assert image.status_code == 200 and image.content == photo
     assert image.headers["content-type"] == "image/png"
-    overlay_one = httpx.get(one + record["overlay_url"], timeout=30)
-    overlay_other = httpx.get(other + record["overlay_url"], timeout=30)
+    overlay_one = httpx.get(one + record["overlay_url"], headers=auth, timeout=30)
+    overlay_other = httpx.get(other + record["overlay_url"], headers=auth, timeout=30)
     assert overlay_other.status_code == 200 and overlay_other.content.startswith(b"\x89PNG")
     assert overlay_other.content == overlay_one.content
     rerendered = httpx.get(other + record["overlay_url"], params={"layers": "heatmap"},
-                           timeout=60)
+                           headers=auth, timeout=60)
     assert rerendered.status_code == 200 and rerendered.content.startswith(b"\x89PNG")
     # and the other way round: the second replica writes, the first reads
-    second = httpx.post(f"{other}/api/v1/inspections",
+    second = httpx.post(f"{other}/api/v1/inspections", headers=auth,
                         files={"image": ("good.png", encode(strips.good(12).image),
                                          "image/png")}, timeout=120).json()
-    back = httpx.get(one + second["image_url"], timeout=30)
+    back = httpx.get(one + second["image_url"], headers=auth, timeout=30)
     assert back.status_code == 200 and back.content == encode(strips.good(12).image)
     for name in ("a", "b"):  # the blobs live in S3 only
         assert not list((tmp_path / name).rglob("*.png"))
