@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from kensa.contract.constants import DEFAULT_SERVER_URL
 
 DEFAULT_HOME = Path.home() / ".kensa"
+TOKEN_ENV = "KENSA_TOKEN"  # the same variable the other client commands read
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--web", action="store_true",
                         help="open in the browser instead of a desktop window")
     parser.add_argument("--port", type=int, default=0, help="port for --web (default: any)")
+    parser.add_argument("--token", default=None, metavar="TOKEN",
+                        help="a sign-in token (POST /api/v1/auth/token) or a station key the "
+                             f"client sends (default: ${TOKEN_ENV})")
     parser.set_defaults(handler=run_client)
 
 
@@ -47,8 +52,9 @@ def run_client(args: argparse.Namespace) -> int:
         state = "is ready" if asyncio.run(server_answers(args.server)) else (
             "does not answer yet; photos wait on this device until it does")
         print(f"kensa client: the server at {args.server} {state}", file=sys.stderr, flush=True)
+    token = args.token or os.environ.get(TOKEN_ENV) or None
     main = make_main(args.server or DEFAULT_SERVER_URL, queue_dir=args.queue_dir,
-                     web=False, server_override=args.server)
+                     web=False, server_override=args.server, token=token)
     ft.run(main, view=ft.AppView.WEB_BROWSER if args.web else ft.AppView.FLET_APP,
            port=args.port, no_cdn=True)
     return 0

@@ -181,7 +181,7 @@ def test_offline_photo_waits_on_the_device_then_is_sent(server_url, browser, str
     dead = f"http://127.0.0.1:{free_port()}"
     port = free_port()
     queue_dir = tmp_path / "queue"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KENSA_TOKEN": CLIENT_TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "kensa.cli", "client", "--web", "--port", str(port),
          "--server", dead, "--queue-dir", str(queue_dir)],
