@@ -20,6 +20,7 @@ from backend_testing import (
     free_port,
     fresh_postgres_database,
     new_bucket,
+    stop_process,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.replicas]
@@ -53,14 +54,6 @@ def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"{url} not ready after {READY_TIMEOUT} s:\n{log.read_text()[-3000:]}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
 
 @pytest.fixture
 def replicas(tmp_path: Path, model_dir: Path, s3_endpoint: str) -> Iterator[list[str]]:
@@ -77,7 +70,7 @@ def replicas(tmp_path: Path, model_dir: Path, s3_endpoint: str) -> Iterator[list
         for name in ("a", "b"):
             port = free_port()
             proc, log = _start(port, tmp_path / name, env)
-            stack.callback(_stop, proc)
+            stack.callback(stop_process, proc)
             started.append((f"http://127.0.0.1:{port}", proc, log))
         for url, proc, log in started:
             _wait_ready(url, proc, log)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from backend_testing import free_port, stop_process
 from cryptography import x509
 
 from kensa.backend.tls import self_signed
@@ -20,14 +20,9 @@ from kensa.backend.tls import self_signed
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _serve(data_dir: Path, model: Path, *tls: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "kensa.cli", "serve", "--no-client", "--data-dir", str(data_dir),
          "--model", str(model), "--port", str(port), *tls],
@@ -51,13 +46,6 @@ def _ready(proc: subprocess.Popen, url: str, cert: Path) -> httpx.Response:
     raise AssertionError("the HTTPS server did not become ready")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
 
 def test_self_signed_https_is_made_once_and_reused(tmp_path: Path,
                                                    patchcore_artifact: Path) -> None:
@@ -72,7 +60,7 @@ def test_self_signed_https_is_made_once_and_reused(tmp_path: Path,
         with pytest.raises(httpx.TransportError):  # ... and so is plain HTTP
             httpx.get(f"{plain}/healthz", timeout=5)
     finally:
-        _stop(proc)
+        stop_process(proc)
     made = cert.read_bytes()
     names = x509.load_pem_x509_certificate(made).extensions.get_extension_for_class(
         x509.SubjectAlternativeName).value
@@ -84,7 +72,7 @@ def test_self_signed_https_is_made_once_and_reused(tmp_path: Path,
     try:
         _ready(proc, url, cert)
     finally:
-        _stop(proc)
+        stop_process(proc)
     assert cert.read_bytes() == made
 
 
@@ -96,7 +84,7 @@ def test_given_certificate_and_key(tmp_path: Path, patchcore_artifact: Path) -> 
     try:
         assert _ready(proc, url, cert).status_code == 200
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_half_a_tls_configuration_is_refused(tmp_path: Path, patchcore_artifact: Path) -> None:
