@@ -289,8 +289,8 @@ def make_main(
         elif token:
             await state.resume(Session(token=token, username="", role=""))
             state.clear_messages()
-        if not state.may_open(state.route):
-            state.route = "/capture"
+        if state.signed_in and not state.may_open(state.route):
+            state.route = "/capture"  # else the route asked for opens after signing in
 
         async def use_server(url: str) -> None:
             """Talk to another server (desktop app): a token belongs to the server it came

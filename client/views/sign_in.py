@@ -27,8 +27,8 @@ def SignInView(state: AppState, web: bool, use_server: Callable[[str], Awaitable
             return
         if not web and server.strip().rstrip("/") != state.api.base_url:
             await use_server(server.strip())
-        if await state.sign_in(username, password):
-            set_password("")
+        await state.sign_in(username, password)
+        set_password("")  # after a wrong one, type it again; after success, forget it
 
     problem = state.error
     address = (ft.TextField(label="Server address", value=server, **FIELD,
@@ -36,8 +36,7 @@ def SignInView(state: AppState, web: bool, use_server: Callable[[str], Awaitable
                if not web else
                ft.Row(spacing=8, controls=[
                    ft.Icon(ft.Icons.DNS_OUTLINED, color=ft.Colors.ON_SURFACE_VARIANT),
-                   ft.Text(f"Server: {server}", size=18, color=ft.Colors.ON_SURFACE_VARIANT,
-                           selectable=True),
+                   ft.Text(f"Server: {server}", size=18, color=ft.Colors.ON_SURFACE_VARIANT),
                ]))
     card = ft.Container(
         width=560,
