@@ -28,7 +28,8 @@ def SignInView(state: AppState, web: bool, use_server: Callable[[str], Awaitable
         if not web and server.strip().rstrip("/") != state.api.base_url:
             await use_server(server.strip())
         await state.sign_in(username, password)
-        set_password("")  # after a wrong one, type it again; after success, forget it
+        if state.online:  # refused or signed in: type it again / forget it; unreachable: keep
+            set_password("")
 
     problem = state.error
     address = (ft.TextField(label="Server address", value=server, **FIELD,
