@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from client_testing import STRIP_SIZE, png
+from client_testing import ADMIN_PASSWORD, OPERATOR_PASSWORD, STRIP_SIZE, png
 
 from kensa.backend.config import Settings
 from kensa.backend.main import create_app
@@ -23,8 +23,6 @@ from kensa.models.data.synthetic import SteelStripGenerator
 from kensa.models.registry import create_detector, get_spec
 
 BASE = "http://kensa.test"
-ADMIN_PASSWORD = "admin-test-password"  # the backend fixture signs in as this admin
-OPERATOR_PASSWORD = "operator-test-password"
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from client_testing import closed_port
-from conftest import ADMIN_PASSWORD, OPERATOR_PASSWORD
+from client_testing import ADMIN_PASSWORD, OPERATOR_PASSWORD, closed_port
 
 from kensa.client.offline_queue import PhotoQueue
 from kensa.client.state import SESSION_ENDED, AppState, HistoryFilter, Session
