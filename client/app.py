@@ -1,7 +1,9 @@
 """The tablet client: entry point (``make_main``), routes and the page frame.
 
-Routes: /capture, /result, /history, /detail, /charts, /demo, /settings. The same ``main`` runs
-inside the server (web client at "/") and as a desktop/tablet app (``kensa client``).
+Routes: /capture, /result, /history, /detail, /charts, /demo, /settings, each shown only to the
+roles that may use it, and the sign-in screen in place of all of them until someone signs in.
+The same ``main`` runs inside the server (web client at "/") and as a desktop/tablet app
+(``kensa client``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import flet as ft
 
 from kensa.client.offline_queue import PhotoQueue
-from kensa.client.state import AppState, ClientSettings
+from kensa.client.state import SIGN_IN, AppState, ClientSettings, Session
 from kensa.client.views.capture import CaptureView
 from kensa.client.views.charts import ChartsView
 from kensa.client.views.demo import DemoView
@@ -26,27 +28,49 @@ from kensa.client.views.detail import DetailView
 from kensa.client.views.history import HistoryView
 from kensa.client.views.result import ResultView
 from kensa.client.views.settings import SettingsView
+from kensa.client.views.sign_in import SignInView
 from kensa.contract.client import ApiClient
 
 log = logging.getLogger(__name__)
 
 PREFS_KEY = "kensa.client.settings"
+SESSION_KEY = "kensa.client.session"  # the token, kept on the device until it expires
 QUEUE_RETRY_SECONDS = 20
-# (route, label, icon, manager only)
+# (route, label, icon); which of them a role sees is the state's rule (``AppState.may_open``)
 NAV = (
-    ("/capture", "Capture", ft.Icons.PHOTO_CAMERA, False),
-    ("/history", "History", ft.Icons.HISTORY, False),
-    ("/charts", "Charts", ft.Icons.BAR_CHART, True),
-    ("/demo", "Demo booth", ft.Icons.SLIDESHOW, False),
-    ("/settings", "Settings", ft.Icons.SETTINGS, False),
+    ("/capture", "Capture", ft.Icons.PHOTO_CAMERA),
+    ("/history", "History", ft.Icons.HISTORY),
+    ("/charts", "Charts", ft.Icons.BAR_CHART),
+    ("/demo", "Demo booth", ft.Icons.SLIDESHOW),
+    ("/settings", "Settings", ft.Icons.SETTINGS),
 )
 SECTION = {"/result": "/capture", "/detail": "/history"}
 THEME_MODES = {"light": ft.ThemeMode.LIGHT, "dark": ft.ThemeMode.DARK,
                "system": ft.ThemeMode.SYSTEM}
 
 
-def nav_items(state: AppState) -> list[tuple[str, str, ft.IconData, bool]]:
-    return [item for item in NAV if state.is_manager or not item[3]]
+def nav_items(state: AppState) -> list[tuple[str, str, ft.IconData]]:
+    return [item for item in NAV if state.may_open(item[0])]
+
+
+@ft.component
+def SignedIn(state: AppState, compact: bool = False):
+    """The signed-in user and role, under the logo (or above the screen in portrait)."""
+    session = state.session
+    if session is None:
+        return ft.Container()
+    role = ft.Container(
+        bgcolor=ft.Colors.PRIMARY_CONTAINER, border_radius=8,
+        padding=ft.Padding.symmetric(horizontal=8, vertical=2),
+        content=ft.Text(session.role, size=14, weight=ft.FontWeight.BOLD,
+                        color=ft.Colors.ON_PRIMARY_CONTAINER))
+    name = ft.Text(session.username, size=15, max_lines=1, overflow=ft.TextOverflow.ELLIPSIS,
+                   text_align=ft.TextAlign.CENTER)
+    if compact:
+        return ft.Row(spacing=8, controls=[ft.Icon(ft.Icons.ACCOUNT_CIRCLE), name, role])
+    return ft.Column(spacing=4, width=92,
+                     horizontal_alignment=ft.CrossAxisAlignment.CENTER,
+                     controls=[name, role])
 
 
 @ft.component
@@ -109,12 +133,20 @@ def Screen(state: AppState, picker: ft.FilePicker, save_settings, web: bool):
 
 
 @ft.component
-def App(state: AppState, picker: ft.FilePicker, save_settings, web: bool):
+def App(state: AppState, picker: ft.FilePicker, save_settings, save_session, use_server,
+        web: bool):
     page = ft.context.page
     size, set_size = ft.use_state((page.width or 1280, page.height or 800))
     page.on_resize = lambda e: set_size((e.width, e.height))
 
+    async def persist_session():
+        await save_session(state.session)
+
+    ft.use_effect(persist_session, dependencies=[state.session])
+
     async def load_for_route():
+        if not state.signed_in:
+            return
         if state.route == "/history":
             await state.load_history()
         elif state.route == "/charts":
@@ -124,12 +156,12 @@ def App(state: AppState, picker: ft.FilePicker, save_settings, web: bool):
         elif state.route == "/demo":
             await state.load_samples()
 
-    ft.use_effect(load_for_route, dependencies=[state.route])
+    ft.use_effect(load_for_route, dependencies=[state.route, state.signed_in])
 
     async def retry_queue_forever():
         while True:
             await asyncio.sleep(QUEUE_RETRY_SECONDS)
-            if state.queue and not state.busy:
+            if state.queue and not state.busy and state.signed_in:
                 with contextlib.suppress(Exception):
                     await state.flush_queue()
 
@@ -141,6 +173,9 @@ def App(state: AppState, picker: ft.FilePicker, save_settings, web: bool):
 
     ft.use_effect(apply_theme, dependencies=[state.settings.theme])
 
+    if not state.signed_in:
+        return [ft.View(route=SIGN_IN, padding=20, controls=[
+            SignInView(state, web, use_server, key=f"sign-in-{state.api.base_url}")])]
     items = nav_items(state)
     routes = [item[0] for item in items]
     section = SECTION.get(state.route, state.route)
@@ -172,19 +207,25 @@ def App(state: AppState, picker: ft.FilePicker, save_settings, web: bool):
             selected_index=index,
             on_change=navigate,
             destinations=[ft.NavigationBarDestination(icon=icon, label=label)
-                          for _, label, icon, _ in items],
+                          for _, label, icon in items],
         )
-        return [ft.View(route=state.route, padding=0, controls=[content], navigation_bar=bar)]
+        top = ft.Container(padding=ft.Padding.only(left=20, top=10, right=20),
+                           content=SignedIn(state, compact=True))
+        return [ft.View(route=state.route, padding=0, spacing=0, controls=[top, content],
+                        navigation_bar=bar)]
     rail = ft.NavigationRail(
         selected_index=index,
         on_change=navigate,
         label_type=ft.NavigationRailLabelType.ALL,
         min_width=96,
         group_alignment=-0.9,
-        leading=ft.Container(padding=ft.Padding.only(top=8, bottom=12), content=ft.Text(
-            "kensa", size=24, weight=ft.FontWeight.BOLD, color=ft.Colors.PRIMARY)),
+        leading=ft.Container(padding=ft.Padding.only(top=8, bottom=12), content=ft.Column(
+            spacing=6, horizontal_alignment=ft.CrossAxisAlignment.CENTER, controls=[
+                ft.Text("kensa", size=24, weight=ft.FontWeight.BOLD, color=ft.Colors.PRIMARY),
+                SignedIn(state),
+            ])),
         destinations=[ft.NavigationRailDestination(icon=icon, label=label)
-                      for _, label, icon, _ in items],
+                      for _, label, icon in items],
     )
     return [ft.View(route=state.route, padding=0, controls=[
         ft.Row(expand=True, spacing=0, vertical_alignment=ft.CrossAxisAlignment.STRETCH,
@@ -206,7 +247,8 @@ def make_main(
     ``api_url`` is where the Python side reaches the API (a callable is resolved per session).
     ``public_url`` is put in front of image paths for the renderer ("" = same origin).
     In the desktop app the stored server address wins unless ``server_override`` is given.
-    ``token`` is the bearer token every session sends (temporary kiosk mechanism).
+    ``token`` is a preset session for every browser (the server's ``client_token``, a kiosk
+    mechanism): a session starts signed in as its user when it has no token of its own.
     """
 
     async def main(page: ft.Page) -> None:
@@ -233,28 +275,64 @@ def make_main(
             shown = server
         settings = ClientSettings.from_dict({**asdict(settings), "server_url": shown})
         state = AppState(
-            api=ApiClient(server, public_url=public_url if web else None, token=token),
+            api=ApiClient(server, public_url=public_url if web else None),
             queue_store=PhotoQueue(queue_dir),
             settings=settings,
         )
-        start = page.route if page.route in {r for r, *_ in NAV} else "/capture"
-        state.route = start if state.is_manager or start != "/charts" else "/capture"
+        state.route = page.route if page.route in {r for r, *_ in NAV} else "/capture"
         state.refresh_queue()
+        stored_session = await read_session(prefs)
+        if stored_session and (web or stored_session.server == state.api.base_url):
+            await state.resume(stored_session)
+            if not state.signed_in:
+                await prefs.remove(SESSION_KEY)
+        elif token:
+            await state.resume(Session(token=token, username="", role=""))
+            state.clear_messages()
+        if state.signed_in and not state.may_open(state.route):
+            state.route = "/capture"  # else the route asked for opens after signing in
+
+        async def use_server(url: str) -> None:
+            """Talk to another server (desktop app): a token belongs to the server it came
+            from, so whoever was signed in is signed out here."""
+            if web or url.rstrip("/") == state.api.base_url:
+                return
+            old = state.api
+            state.api = ApiClient(url)
+            if state.signed_in:
+                state.session_ended("The server address changed: sign in to that server.")
+            await old.aclose()
 
         async def save_settings(new: ClientSettings) -> None:
-            if not web and new.server_url.rstrip("/") != state.api.base_url:
-                old = state.api
-                state.api = ApiClient(new.server_url, token=token)
-                await old.aclose()
+            await use_server(new.server_url)
             await prefs.set(PREFS_KEY, json.dumps(asdict(new)))
+
+        async def save_session(session: Session | None) -> None:
+            try:
+                if session is None:
+                    await prefs.remove(SESSION_KEY)
+                else:
+                    await prefs.set(SESSION_KEY, json.dumps(asdict(session)))
+            except Exception as exc:  # a device that cannot store it asks again next time
+                log.warning("could not store the session: %s", exc)
 
         async def closed(e=None) -> None:
             await state.api.aclose()
 
         page.on_close = closed
-        page.render_views(App, state, picker, save_settings, web)
+        page.render_views(App, state, picker, save_settings, save_session, use_server, web)
 
     return main
+
+
+async def read_session(prefs: ft.SharedPreferences) -> Session | None:
+    """The session kept on this device (None: none, unreadable or expired)."""
+    try:
+        stored = await prefs.get(SESSION_KEY)
+        return Session.from_dict(json.loads(str(stored))) if stored else None
+    except Exception as exc:  # unreadable prefs must not stop the app
+        log.warning("could not read the stored session: %s", exc)
+        return None
 
 
 def tablet_theme() -> ft.Theme:

@@ -1,11 +1,13 @@
 """Observable application state. Views read it and call its methods; it calls the API.
 
 Nothing here knows about controls: the same state drives the web client, the desktop client
-and the unit tests.
+and the unit tests. Without a :class:`Session` (a token and the role the server gave it) every
+route shows the sign-in screen; a 401 from any call ends the session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -15,10 +17,13 @@ import flet as ft
 
 from kensa.client.offline_queue import PhotoQueue, QueuedPhoto
 from kensa.contract.client import ApiClient, ApiError, InspectionId, Query
-from kensa.contract.constants import ANOMALY_LABEL, DEFAULT_SERVER_URL
+from kensa.contract.constants import ANOMALY_LABEL, DEFAULT_SERVER_URL, USER_ROLES
 from kensa.contract.schemas import FindingPublic, InspectionPublic, SamplePublic, StatsPublic
 
-ROLES = ("operator", "manager")
+SIGN_IN = "/sign-in"
+ROUTES = ("/capture", "/result", "/history", "/detail", "/charts", "/demo", "/settings")
+NEEDS_ROLE = {"/charts": "manager"}  # the lowest role a route is for (default: operator)
+SESSION_ENDED = "Your session ended. Sign in again."
 THEMES = ("light", "dark", "system")
 DATE_RANGES = {"today": 0, "7 days": 7, "30 days": 30, "all": None}
 PAGE_SIZE = 24
@@ -32,19 +37,65 @@ class ClientSettings:
     server_url: str = DEFAULT_SERVER_URL
     station: str = "line-1"
     operator: str = ""
-    role: str = "manager"  # operator | manager (no real auth yet: the seam for it)
     theme: str = "light"
     demo_idle_seconds: int = 90
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClientSettings:
+        """Known keys only (an old ``role`` setting is dropped: the role is the server's)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         settings = cls(**known)
-        if settings.role not in ROLES:
-            settings = replace(settings, role="operator")
         if settings.theme not in THEMES:
             settings = replace(settings, theme="light")
         return settings
+
+
+@dataclass(frozen=True)
+class Session:
+    """Who is signed in: the token, and the user and role the server reported for it."""
+
+    token: str
+    username: str
+    role: str
+    expires_at: str = ""  # ISO datetime; "" = unknown (a preset kiosk token)
+    server: str = ""  # the API address the token belongs to
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Session | None:
+        """A stored session, or None when it is unreadable or has expired."""
+        try:
+            session = cls(**{k: str(data[k]) for k in cls.__dataclass_fields__ if k in data})
+        except (TypeError, KeyError):
+            return None
+        return None if not session.token or session.expired() else session
+
+    def expired(self, now: datetime | None = None) -> bool:
+        if not self.expires_at:
+            return False
+        try:
+            ends = datetime.fromisoformat(self.expires_at)
+        except ValueError:
+            return True
+        if ends.tzinfo is None:
+            ends = ends.replace(tzinfo=UTC)
+        return ends <= (now or datetime.now(UTC))
+
+    def at_least(self, role: str) -> bool:
+        rank = {name: i for i, name in enumerate(USER_ROLES)}
+        return rank.get(self.role, -1) >= rank[role]
+
+
+def sign_in_problem(exc: ApiError, server: str) -> str:
+    """Why a sign-in failed, in words a person at the tablet can act on."""
+    if exc.unreachable:
+        return (f"Cannot reach the server at {server}. Check the network and the server "
+                "address.")
+    if exc.status == 401:
+        return "Wrong user name or password."
+    if exc.status == 429:
+        wait = f"{exc.retry_after} seconds" if exc.retry_after else "a minute"
+        return f"Too many failed sign-ins. Wait {wait}, then try again."
+    return f"Could not sign in: {exc.message}"
 
 
 @dataclass(frozen=True)
@@ -89,6 +140,7 @@ class AppState:
     api: ApiClient
     queue_store: PhotoQueue
     settings: ClientSettings = field(default_factory=ClientSettings)
+    session: Session | None = None  # None: the sign-in screen
     route: str = "/capture"
     busy: str = ""  # what the app is waiting for, in words; "" when idle
     error: str = ""  # the last problem, in plain words
@@ -111,14 +163,119 @@ class AppState:
     page_size: int = PAGE_SIZE
     settings_version: int = 0  # bumped after settings change (views re-read inputs)
 
+    # signing in --------------------------------------------------------------------------------
+    @property
+    def signed_in(self) -> bool:
+        return self.session is not None
+
+    @property
+    def role(self) -> str:
+        return self.session.role if self.session else ""
+
+    @property
+    def operator_name(self) -> str:
+        """Recorded with each photo: the Operator setting, else the signed-in user."""
+        return self.settings.operator or (self.session.username if self.session else "")
+
+    async def sign_in(self, username: str, password: str) -> bool:
+        """Ask the server for a token; keep it and the role the server reports."""
+        username = username.strip()
+        if not username or not password:
+            self.error = "Enter your user name and password."
+            return False
+        self.clear_messages()
+        self.busy = "Signing in…"
+        try:
+            token = await self.api.sign_in(username, password)
+            user = await self.api.me()
+        except ApiError as exc:
+            self.api.token = None
+            self.error = sign_in_problem(exc, self.api.base_url)
+            self.online = not exc.unreachable
+            return False
+        finally:
+            self.busy = ""
+        self.online = True
+        self.session = Session(token=token.access_token, username=user.username, role=user.role,
+                               expires_at=token.expires_at.isoformat(), server=self.api.base_url)
+        self.route = self.route if self.may_open(self.route) else "/capture"
+        return True
+
+    async def resume(self, session: Session) -> bool:
+        """Use a stored (or preset) token again. The server confirms who it is; when it cannot
+        be reached the stored session is kept, so photos can still be taken and queued."""
+        if session.expired():
+            self.session_ended()
+            return False
+        self.api.token = session.token
+        try:
+            user = await self.api.me()
+        except ApiError as exc:
+            if exc.unreachable:
+                self.online = False
+                self.session = session
+                return True
+            self.session_ended()
+            return False
+        self.online = True
+        self.session = replace(session, username=user.username, role=user.role,
+                               server=self.api.base_url)
+        if not self.may_open(self.route):
+            self.route = "/capture"
+        return True
+
+    def session_ended(self, message: str = SESSION_ENDED) -> None:
+        """Back to the sign-in screen (a 401: the token expired or was revoked)."""
+        self.api.token = None
+        self.session = None
+        self._forget()
+        self.notice = ""
+        self.error = message
+
+    async def sign_out(self) -> None:
+        """Revoke the token on the server (if it can be reached) and forget it here."""
+        with contextlib.suppress(ApiError):
+            await self.api.sign_out()
+        self.api.token = None
+        self.session = None
+        self._forget()
+        self.clear_messages()
+        self.notice = "Signed out."
+
+    def _forget(self) -> None:
+        """What the last user saw is not the next one's business."""
+        self.history, self.history_total, self.defect_ratio = [], 0, 0.0
+        self.stats = None
+        self.current = None
+        self.last_deleted = None
+        self.filters = HistoryFilter()
+
+    def _failed(self, exc: ApiError, message: str | None = None) -> None:
+        """Show a failed call; a 401 ends the session instead."""
+        if exc.status == 401:
+            self.session_ended()
+            return
+        self.error = message or exc.message
+        self.online = not exc.unreachable
+
     # navigation and small things --------------------------------------------------------------
     @property
     def is_manager(self) -> bool:
-        return self.settings.role == "manager"
+        """Manager or admin: filters, charts, delete."""
+        return self.session is not None and self.session.at_least("manager")
+
+    def may_open(self, route: str) -> bool:
+        return (self.session is not None and route in ROUTES
+                and self.session.at_least(NEEDS_ROLE.get(route, "operator")))
+
+    @property
+    def routes(self) -> list[str]:
+        """The routes this role may open, in navigation order."""
+        return [r for r in ROUTES if self.may_open(r)]
 
     def go(self, route: str) -> None:
         self.clear_messages()
-        self.route = route
+        self.route = route if self.may_open(route) else "/capture"
 
     def clear_messages(self) -> None:
         self.error = ""
@@ -151,19 +308,19 @@ class AppState:
         try:
             record = await self.api.create_inspection(
                 photo.data, photo.filename, station=self.settings.station,
-                operator=self.settings.operator, note=note,
+                operator=self.operator_name, note=note,
             )
         except ApiError as exc:
             if exc.unreachable:
                 self.queue_store.add(photo.data, photo.filename, self.settings.station,
-                                     self.settings.operator, note)
+                                     self.operator_name, note)
                 self.online = False
                 self.photo = None
                 self.refresh_queue()
                 self.notice = ("The photo is saved on this device and will be sent when the "
                                "server is back.")
             else:
-                self.error = f"The server did not accept the photo: {exc.message}"
+                self._failed(exc, f"The server did not accept the photo: {exc.message}")
             return None
         finally:
             self.busy = ""
@@ -198,6 +355,9 @@ class AppState:
                 if exc.unreachable:
                     self.online = False
                     break
+                if exc.status == 401:
+                    self.session_ended()
+                    break
                 self.queue_store.mark_error(item, exc.message)
                 self.error = f"The server refused the queued photo {item.filename}: {exc.message}"
                 continue
@@ -223,14 +383,14 @@ class AppState:
 
     # history --------------------------------------------------------------------------------------
     async def load_history(self, more: bool = False) -> None:
-        offset = len(self.history) if more else 0
-        query = self.filters.query() if self.is_manager else HistoryFilter().query()
+        offset = len(self.history) if more and self.is_manager else 0
+        # An operator sees the latest records only: no filters, no paging (the server's rule).
+        query = self.filters.query() if self.is_manager else Query()
         self.busy = "Loading history…"
         try:
             page = await self.api.list_inspections(query, limit=self.page_size, offset=offset)
         except ApiError as exc:
-            self.error = exc.message
-            self.online = not exc.unreachable
+            self._failed(exc)
             return
         finally:
             self.busy = ""
@@ -241,7 +401,7 @@ class AppState:
 
     @property
     def has_more(self) -> bool:
-        return len(self.history) < self.history_total
+        return self.is_manager and len(self.history) < self.history_total
 
     async def set_filters(self, **changes: Any) -> None:
         self.filters = replace(self.filters, **changes)
@@ -255,7 +415,7 @@ class AppState:
         try:
             record = await self.api.get_inspection(inspection_id)
         except ApiError as exc:
-            self.error = exc.message
+            self._failed(exc)
             return
         self.show_record(record)
         self.route = "/detail"
@@ -268,7 +428,7 @@ class AppState:
         try:
             await self.api.delete_inspection(inspection_id)
         except ApiError as exc:
-            self.error = f"Could not delete: {exc.message}"
+            self._failed(exc, f"Could not delete: {exc.message}")
             return False
         self.last_deleted = inspection_id
         self.history = [r for r in self.history if r.id != inspection_id]
@@ -285,7 +445,7 @@ class AppState:
         try:
             await self.api.restore_inspection(inspection_id)
         except ApiError as exc:
-            self.error = f"Could not restore: {exc.message}"
+            self._failed(exc, f"Could not restore: {exc.message}")
             return False
         self.last_deleted = None
         self.notice = "Inspection restored."
@@ -300,8 +460,7 @@ class AppState:
         try:
             self.stats = await self.api.stats(self.filters.query(), bucket=self.bucket)
         except ApiError as exc:
-            self.error = exc.message
-            self.online = not exc.unreachable
+            self._failed(exc)
         finally:
             self.busy = ""
 
@@ -316,15 +475,13 @@ class AppState:
         try:
             self.samples = await self.api.samples()
         except ApiError as exc:
-            self.error = f"The sample strips could not be loaded: {exc.message}"
-            self.online = not exc.unreachable
+            self._failed(exc, f"The sample strips could not be loaded: {exc.message}")
 
     async def demo_send_sample(self, sample: SamplePublic) -> InspectionPublic | None:
         try:
             data = await self.api.fetch_bytes(sample.image_url)
         except ApiError as exc:
-            self.error = f"The sample strip could not be loaded: {exc.message}"
-            self.online = not exc.unreachable
+            self._failed(exc, f"The sample strip could not be loaded: {exc.message}")
             return None
         return await self.demo_send(f"sample_{sample.name}.png", data)
 
@@ -340,7 +497,8 @@ class AppState:
         self.filters = HistoryFilter(days=7)
         self.highlight = None
         await self.load_history()
-        await self.load_stats("day")
+        if self.is_manager:  # the charts are a manager's
+            await self.load_stats("day")
         self.demo_step = 4
 
     def demo_reset(self) -> None:

@@ -2,8 +2,8 @@
 
 Any tablet browser then opens ``http://<server>:<port>/``: no install. The Python side of each
 browser session runs in the server process and calls the API over HTTP at the server's own
-address (learnt from the first request, or the ``api_url`` the composition root passes); the
-browser loads photos and overlays from the same origin.
+address (learnt from the first request, or the ``api_url`` the composition root passes), with
+the token its person signed in with; photos and overlays go through it too (inline).
 """
 
 from __future__ import annotations
@@ -56,11 +56,11 @@ def build_flet_app(address: ServerAddress, *, data_dir: Path, max_upload_bytes: 
     """The Flet web app; its uploads and offline queue live under ``data_dir``."""
     upload_dir = (data_dir / "client-uploads").resolve()
     upload_dir.mkdir(parents=True, exist_ok=True)
-    # ``token`` (the server's ``client_token`` setting): every browser session uses it, a kiosk
-    # mechanism until the tablet has its sign-in screen; the browser cannot send it with <img>
-    # requests, so photos and overlays are then fetched by the session and shown inline.
-    main = make_main(address.url, public_url=None if token else "",
-                     queue_dir=data_dir / "client-queue", web=True, token=token)
+    # Sessions sign in on the sign-in screen; ``token`` (the server's ``client_token``, a kiosk
+    # mechanism) instead starts every browser signed in as its user. With a token the browser
+    # cannot load photos by URL (no header on <img>): the session fetches and inlines them.
+    main = make_main(address.url, public_url="", queue_dir=data_dir / "client-queue", web=True,
+                     token=token)
     return flet_fastapi.app(
         main,
         app_name="kensa",

@@ -24,6 +24,8 @@ from kensa.contract.schemas import (
     InspectionPublic,
     SamplePublic,
     StatsPublic,
+    TokenPublic,
+    UserPublic,
 )
 
 InspectionId = uuid.UUID | str
@@ -35,11 +37,13 @@ _SAMPLES = TypeAdapter(list[SamplePublic])
 class ApiError(Exception):
     """A request failed. ``message`` is plain words; ``unreachable`` means: no answer at all."""
 
-    def __init__(self, message: str, status: int | None = None, unreachable: bool = False):
+    def __init__(self, message: str, status: int | None = None, unreachable: bool = False,
+                 retry_after: int | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
         self.unreachable = unreachable
+        self.retry_after = retry_after  # seconds, from a 429's or 503's Retry-After
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,9 @@ class ApiClient:
 
     ``base_url`` is where this process reaches the server; ``public_url`` is the prefix put in
     front of image paths shown by a UI (empty in the web client, where the browser loads images
-    from the same origin that served the page). Without ``public_url`` a UI shows images from
-    bytes fetched here (``inline_images``): a desktop window or a local page on another origin.
+    from the same origin that served the page). Without ``public_url``, or whenever a token is
+    used (a browser cannot send it with an ``<img>`` request), a UI shows images from bytes
+    fetched here (``inline_images``).
     """
 
     def __init__(
@@ -101,13 +106,30 @@ class ApiClient:
         token: str | None = None,
     ):
         self.base_url = base_url.rstrip("/")
-        self.inline_images = public_url is None
+        self._by_url = public_url is not None
         self.public_url = (self.base_url if public_url is None else public_url).rstrip("/")
-        self.token = token  # a sign-in token or a station key, sent as a bearer token
         self._http = httpx.AsyncClient(
             base_url=self.base_url, transport=transport, timeout=httpx.Timeout(timeout, connect=5),
-            headers={"Authorization": f"Bearer {token}"} if token else None,
         )
+        self.token = token
+
+    @property
+    def token(self) -> str | None:
+        """A sign-in token or a station key, sent as a bearer token (None: send none)."""
+        return self._token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self._token = value or None
+        if self._token:
+            self._http.headers["Authorization"] = f"Bearer {self._token}"
+        else:
+            self._http.headers.pop("Authorization", None)
+
+    @property
+    def inline_images(self) -> bool:
+        """True when a UI must show pictures from bytes fetched here, not by URL."""
+        return not self._by_url or self._token is not None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -137,18 +159,44 @@ class ApiClient:
         except httpx.HTTPError as exc:
             raise ApiError(f"The request failed: {exc}", unreachable=True) from exc
         status = response.status_code
+        wait = response.headers.get("Retry-After", "")
+        retry_after = int(wait) if wait.isdigit() else None
         if status >= 500:
             raise ApiError(f"The server had a problem ({status}): {_detail(response)}",
-                           status=status)
+                           status=status, retry_after=retry_after)
         if status == 404:
             raise ApiError(missing or _detail(response) or "Not found.", status=404)
         if status >= 400:
-            raise ApiError(_detail(response) or "The server refused the request.", status=status)
+            raise ApiError(_detail(response) or "The server refused the request.", status=status,
+                           retry_after=retry_after)
         return response
 
     async def _inspection(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return await self._request(method, f"{API_PREFIX}/inspections{path}",
                                    missing=MISSING_INSPECTION, **kwargs)
+
+    # accounts ---------------------------------------------------------------------------------
+    async def sign_in(self, username: str, password: str) -> TokenPublic:
+        """Trade a username and password for a token; this client sends it from now on."""
+        response = await self._request("POST", f"{API_PREFIX}/auth/token",
+                                       data={"username": username, "password": password})
+        token = TokenPublic.model_validate_json(response.content)
+        self.token = token.access_token
+        return token
+
+    async def me(self) -> UserPublic:
+        """Who the token belongs to (its role is the server's word)."""
+        response = await self._request("GET", f"{API_PREFIX}/auth/me")
+        return UserPublic.model_validate_json(response.content)
+
+    async def sign_out(self) -> None:
+        """Revoke this client's token on the server and stop sending it (also when the server
+        cannot be reached or the token was already dead)."""
+        try:
+            if self.token:
+                await self._request("POST", f"{API_PREFIX}/auth/logout")
+        finally:
+            self.token = None
 
     # health -----------------------------------------------------------------------------------
     async def ready(self) -> bool:

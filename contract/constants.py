@@ -8,6 +8,9 @@ API_PREFIX = "/api/v1"
 DEFAULT_SERVER_URL = "http://127.0.0.1:8000"
 """Where ``kensa serve`` listens by default, and where clients look when told nothing else."""
 
+USER_ROLES = ("operator", "manager", "admin")
+"""Account roles, lowest first: each may do everything the ones before it may."""
+
 VERDICTS = ("ok", "defect", "review")
 """An inspection's verdict; ``review`` = a person should look (see ``kensa.models.decision``)."""
 

@@ -42,15 +42,6 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=serve_command)
 
 
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -65,14 +56,6 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.no_client:
         overrides["serve_client"] = False
     settings = Settings(**overrides)
-    if settings.serve_client and not settings.client_token and _loopback(args.host):
-        # The tablet has no sign-in screen yet: on this machine only (a loopback address),
-        # the web client's sessions get a fresh token of the first admin for this run.
-        import secrets
-
-        settings = settings.model_copy(update={"client_token": secrets.token_urlsafe(32)})
-        print("kensa: the web client at / is signed in as the admin for this run (loopback "
-              "only); on a LAN set KENSA_CLIENT_TOKEN for a kiosk", file=sys.stderr)
     if args.self_signed and (args.tls_cert or args.tls_key):
         raise SystemExit("kensa serve: give --tls-cert/--tls-key or --self-signed, not both")
     if bool(args.tls_cert) != bool(args.tls_key):

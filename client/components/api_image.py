@@ -1,5 +1,5 @@
-"""A picture the API serves (photo, overlay, sample): by URL in the web client, by bytes
-elsewhere."""
+"""A picture the API serves (photo, overlay, sample): from bytes fetched through the API client
+whenever a token is used or the page is on another origin, else by URL."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ def ApiImage(state: AppState, path: str, **image: Any):
         if api.inline_images:
             try:
                 set_data(await api.fetch_bytes(path))
-            except ApiError:
+            except ApiError as exc:
                 set_data(b"")
+                if exc.status == 401 and state.signed_in:
+                    state.session_ended()
 
     ft.use_effect(load, dependencies=[path, api.base_url])
     if not api.inline_images:

@@ -118,7 +118,7 @@ def CaptureView(state: AppState, picker: ft.FilePicker):
         controls=[
             ft.Text("New inspection", size=30, weight=ft.FontWeight.BOLD),
             ft.Text(f"Station {state.settings.station or '-'} · operator "
-                    f"{state.settings.operator or '-'}", size=16,
+                    f"{state.operator_name or '-'}", size=16,
                     color=ft.Colors.ON_SURFACE_VARIANT),
             QueuePanel(state),
             ft.Row(

@@ -15,7 +15,7 @@ BUCKETS = (("Per day", "day"), ("Per week", "week"), ("Per month", "month"))
 @ft.component
 def ChartsView(state: AppState):
     if not state.is_manager:
-        return ft.Text("Charts are for managers. Switch the role in Settings.", size=20)
+        return ft.Text("Charts are for managers and admins.", size=20)
     stats = state.stats
 
     async def reload():

@@ -114,8 +114,8 @@ def DemoView(state: AppState, picker: ft.FilePicker):
         ]
     else:
         body = [
-            ft.Text(f"This week: {state.history_total} photos, {state.defect_ratio:.0%} with "
-                    "defects.", size=HUGE),
+            ft.Text(f"{'This week' if state.is_manager else 'So far'}: {state.history_total} "
+                    f"photos, {state.defect_ratio:.0%} with defects.", size=HUGE),
             *([ft.Text(f"Yours is #{short_id(state.current)}, framed below.", size=24)]
               if state.current else []),
             ft.Row(spacing=10, controls=[
@@ -128,7 +128,8 @@ def DemoView(state: AppState, picker: ft.FilePicker):
                 )
                 for r in state.history[:6]
             ]),
-            StackedBars(state.stats, state.highlight, state.toggle_highlight, height=140),
+            *([StackedBars(state.stats, state.highlight, state.toggle_highlight, height=140)]
+              if state.is_manager else []),
             big_button("Start again", ft.Icons.REPLAY, again),
         ]
     if state.error and step != 2:

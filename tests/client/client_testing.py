@@ -9,6 +9,8 @@ import numpy as np
 from PIL import Image
 
 STRIP_SIZE = (128, 256)
+ADMIN_PASSWORD = "admin-test-password"  # the backend fixture signs in as this admin
+OPERATOR_PASSWORD = "operator-test-password"
 
 
 def png(image: np.ndarray) -> bytes:

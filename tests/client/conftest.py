@@ -11,19 +11,18 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from client_testing import STRIP_SIZE, png
+from client_testing import ADMIN_PASSWORD, OPERATOR_PASSWORD, STRIP_SIZE, png
 
 from kensa.backend.config import Settings
 from kensa.backend.main import create_app
 from kensa.client.offline_queue import PhotoQueue
-from kensa.client.state import AppState, ClientSettings
+from kensa.client.state import AppState, ClientSettings, Session
 from kensa.contract.client import ApiClient
 from kensa.models import artifacts
 from kensa.models.data.synthetic import SteelStripGenerator
 from kensa.models.registry import create_detector, get_spec
 
 BASE = "http://kensa.test"
-ADMIN_PASSWORD = "admin-test-password"  # the backend fixture signs in as this admin
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +54,8 @@ def strips() -> dict[str, bytes]:
 @dataclass
 class Backend:
     app: object
-    api: ApiClient
+    api: ApiClient  # signed in as the admin
+    transport: httpx.AsyncBaseTransport
 
 
 @pytest.fixture
@@ -75,15 +75,49 @@ async def backend(tmp_path: Path, patchcore_dir: Path) -> AsyncIterator[Backend]
             assert time.monotonic() < deadline, "backend not ready"
             await anyio.sleep(0.05)
         try:
-            yield Backend(app=app, api=api)
+            yield Backend(app=app, api=api, transport=transport)
         finally:
             await api.aclose()
 
 
 @pytest.fixture
 def make_state(tmp_path: Path):
-    def make(api: ApiClient, role: str = "manager") -> AppState:
-        return AppState(api=api, queue_store=PhotoQueue(tmp_path / "queue"),
-                        settings=ClientSettings(station="line-7", operator="kim", role=role))
+    """A signed-in state: the session (and so the role) is whoever ``api``'s token belongs to;
+    a state for an API without a token (a server that cannot be reached) is signed in as a
+    stored session would be."""
+
+    async def make(api: ApiClient) -> AppState:
+        state = AppState(api=api, queue_store=PhotoQueue(tmp_path / "queue"),
+                         settings=ClientSettings(station="line-7", operator="kim"))
+        stored = Session(token=api.token or "offline-token", username="kim", role="manager")
+        assert await state.resume(stored)
+        return state
 
     return make
+
+
+@pytest.fixture
+async def api_for(backend: Backend):
+    """New API clients of the test backend (no token unless given: the test signs in)."""
+    made: list[ApiClient] = []
+
+    def make(token: str | None = None) -> ApiClient:
+        made.append(ApiClient(BASE, transport=backend.transport, public_url="", token=token))
+        return made[-1]
+
+    yield make
+    for api in made:
+        await api.aclose()
+
+
+@pytest.fixture
+async def operator_token(backend: Backend) -> str:
+    """An operator account made through the API by the admin; its token."""
+    admin = {"Authorization": f"Bearer {backend.api.token}"}
+    async with httpx.AsyncClient(transport=backend.transport, base_url=BASE) as raw:
+        created = await raw.post("/api/v1/users", headers=admin, json={
+            "username": "olga", "password": OPERATOR_PASSWORD, "role": "operator"})
+        assert created.status_code == 201, created.text
+        signed = await raw.post("/api/v1/auth/token", data={
+            "username": "olga", "password": OPERATOR_PASSWORD})
+    return signed.json()["access_token"]

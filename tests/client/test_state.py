@@ -17,7 +17,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_send_photo_shows_the_result(backend, strips, make_state):
-    state = make_state(backend.api)
+    state = await make_state(backend.api)
     assert await state.send_photo() is None
     assert "photo first" in state.error
 
@@ -33,7 +33,7 @@ async def test_send_photo_shows_the_result(backend, strips, make_state):
 
 
 async def test_refused_photo_is_reported_not_queued(backend, make_state):
-    state = make_state(backend.api)
+    state = await make_state(backend.api)
     state.set_photo("notes.txt", b"not an image")
     assert await state.send_photo() is None
     assert state.error.startswith("The server did not accept the photo")
@@ -42,7 +42,7 @@ async def test_refused_photo_is_reported_not_queued(backend, make_state):
 
 async def test_offline_photo_is_queued_on_disk_then_sent(backend, strips, make_state, tmp_path):
     offline = ApiClient(f"http://127.0.0.1:{closed_port()}", timeout=5)
-    state = make_state(offline)
+    state = await make_state(offline)
     state.set_photo("a.png", strips["patches"])
     assert await state.send_photo(note="night shift") is None
     await offline.aclose()
@@ -75,7 +75,7 @@ async def test_offline_photo_is_queued_on_disk_then_sent(backend, strips, make_s
 
 
 async def test_queue_keeps_refused_photos_until_discarded(backend, strips, make_state):
-    state = make_state(backend.api)
+    state = await make_state(backend.api)
     state.queue_store.add(b"garbage", "broken.jpg", "s", "o")
     state.queue_store.add(strips["good"], "fine.png", "s", "o")
     assert await state.flush_queue() == 1
@@ -94,7 +94,7 @@ async def test_history_filters_and_paging(backend, strips, make_state):
     records = []
     for name, station in (("good", "a"), ("scratches", "a"), ("patches", "b"), ("good2", "b")):
         records.append(await api.create_inspection(strips[name], f"{name}.png", station=station))
-    state = make_state(api)
+    state = await make_state(api)
     state.page_size = 3
     await state.load_history()
     assert state.history_total == 4 and len(state.history) == 3 and state.has_more
@@ -113,18 +113,13 @@ async def test_history_filters_and_paging(backend, strips, make_state):
     await state.set_filters(has_defect=None, days=None)
     assert state.history_total == 4
 
-    # An operator sees recent history only: the manager's filters do not apply.
-    operator = make_state(api, role="operator")
-    operator.filters = HistoryFilter(station="nowhere")
-    await operator.load_history()
-    assert operator.history_total == 4
 
 
 async def test_delete_and_undo(backend, strips, make_state):
     api = backend.api
     record = await api.create_inspection(strips["patches"], "p.png")
     await api.create_inspection(strips["good"], "g.png")
-    state = make_state(api)
+    state = await make_state(api)
     await state.load_history()
     await state.open_detail(record.id)
     assert state.route == "/detail" and state.current.id == record.id
@@ -142,17 +137,13 @@ async def test_delete_and_undo(backend, strips, make_state):
     assert (await api.list_inspections()).total == 2
     assert not await state.undo_delete()  # nothing left to undo
 
-    operator = make_state(api, role="operator")
-    assert not await operator.delete(record.id)
-    assert "manager" in operator.error
-    assert (await api.list_inspections()).total == 2
 
 
 async def test_charts_and_highlight(backend, strips, make_state):
     api = backend.api
     await api.create_inspection(strips["scratches"], "s.png")
     await api.create_inspection(strips["good"], "g.png")
-    state = make_state(api)
+    state = await make_state(api)
     await state.load_stats("week")
     assert state.bucket == "week" and state.stats.totals.total == 2
     state.toggle_highlight("anomaly")
@@ -162,7 +153,7 @@ async def test_charts_and_highlight(backend, strips, make_state):
 
 
 async def test_demo_flow(backend, strips, make_state):
-    state = make_state(backend.api)
+    state = await make_state(backend.api)
     record = await state.demo_send("sample.png", strips["scratches"])
     assert record and state.demo_step == 3 and state.route == "/demo"
     await state.demo_show_history()
@@ -193,8 +184,9 @@ def test_filter_query_and_settings():
     assert toggled.labels == ("patches", "crazing")
     assert toggled.toggle_label("patches").labels == ("crazing",)
 
+    # an old stored role is dropped: the role is the server's word, not a setting
     assert ClientSettings.from_dict({"role": "admin", "theme": "neon", "x": 1}) == ClientSettings(
-        role="operator", theme="light")
+        theme="light")
     line = explain(FindingPublic(label="pitted_surface", score=0.87, area_px=1200,
                                  detector="unet"))
     assert line == "Pitted surface, over 1,200 pixels, score 0.87 (found by unet)."

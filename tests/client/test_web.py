@@ -32,7 +32,7 @@ async def test_client_is_served_next_to_the_api(tmp_path: Path, patchcore_dir: P
             # The API is not shadowed by the mount.
             assert (await http.get("/healthz")).status_code == 200
             assert (await http.get("/api/v1/inspections")).status_code == 401
-            # the web client's sessions use the kiosk token (until the sign-in screen exists)
+            # the kiosk token (client_token) is registered: such a kiosk starts signed in with it
             listing = await http.get("/api/v1/inspections",
                                      headers={"Authorization": "Bearer kiosk-test-token"})
             assert listing.status_code == 200 and listing.json()["total"] == 0

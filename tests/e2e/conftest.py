@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_testing import ADMIN_PASSWORD, CLIENT_TOKEN, REPO, free_port
+from e2e_testing import ADMIN_PASSWORD, REPO, free_port
 
 CHROMIUM = os.environ.get("KENSA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -52,8 +52,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp("kensa-e2e")
     port = free_port()
     log = data_dir / "serve.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "KENSA_ADMIN_PASSWORD": ADMIN_PASSWORD,
-           "KENSA_CLIENT_TOKEN": CLIENT_TOKEN}
+    # No KENSA_CLIENT_TOKEN: the browser signs in on the sign-in screen like a person does.
+    env = {k: v for k, v in os.environ.items() if k != "KENSA_CLIENT_TOKEN"}
+    env.update({"PYTHONPATH": str(REPO), "KENSA_ADMIN_PASSWORD": ADMIN_PASSWORD})
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kensa.cli", "serve", "--data-dir", str(data_dir / "data"),
@@ -70,6 +71,15 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def admin_token(server_url: str) -> str:
+    """The admin's token, signed in through the API (for the test's own checks)."""
+    answer = httpx.post(f"{server_url}/api/v1/auth/token", timeout=30,
+                        data={"username": "admin", "password": ADMIN_PASSWORD})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["access_token"]
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 
 Flet renders with Flutter (CanvasKit, a canvas): the test switches on Flutter's semantics tree
 (the hidden "Enable accessibility" placeholder), after which every text and button is a DOM
-node Playwright finds by text or role. Screenshots of each screen go to docs/screenshots/.
+node Playwright finds by text or role. Every page signs in on the sign-in screen (the server
+runs without a kiosk token). Screenshots of each screen go to docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from e2e_testing import CLIENT_TOKEN, REPO, free_port
+from e2e_testing import ADMIN_PASSWORD, OPERATOR, REPO, Outage, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +29,7 @@ VERDICT_TEXT = re.compile(r"^(OK: no defect found|Defect found|Needs review by a
 
 
 def open_client(browser, url: str, viewport=LANDSCAPE, path: str = "/"):
-    page = browser.new_page(viewport=viewport)
+    page = browser.new_context(viewport=viewport).new_page()  # its own device storage
     page.goto(f"{url}{path}")
     page.wait_for_selector("flt-semantics-placeholder", state="attached", timeout=120_000)
     page.evaluate("document.querySelector('flt-semantics-placeholder').click()")
@@ -50,13 +52,33 @@ def shot(page, name: str, settle: float = 2.0) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
-def api(url: str) -> httpx.Client:
+def api(url: str, token: str) -> httpx.Client:
     return httpx.Client(base_url=f"{url}/api/v1", timeout=120,
-                        headers={"Authorization": f"Bearer {CLIENT_TOKEN}"})
+                        headers={"Authorization": f"Bearer {token}"})
 
 
-def test_capture_result_history_charts_demo(server_url, browser, strip_files):
-    with api(server_url) as client:
+def type_into(page, label: str, value: str) -> None:
+    field = page.get_by_role("textbox", name=label).first
+    field.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(value)
+
+
+def sign_in(page, username: str, password: str, expect: str | re.Pattern = "New inspection",
+            timeout: float = 120_000) -> None:
+    """Type the user name and password on the sign-in screen and press Sign in."""
+    text(page, "Sign in", timeout=timeout)
+    type_into(page, "User name", username)
+    type_into(page, "Password", password)
+    tap(page, "Sign in")
+    text(page, expect, timeout=timeout)
+
+
+def test_capture_result_history_charts_demo(server_url, browser, strip_files, admin_token):
+    def api_(url):
+        return api(url, admin_token)
+
+    with api_(server_url) as client:
         before = client.get("/inspections", params={"limit": 500}).json()
         seen = {r["id"] for r in before["items"]}
         # Earlier inspections from another station, so history and charts have something.
@@ -67,8 +89,18 @@ def test_capture_result_history_charts_demo(server_url, browser, strip_files):
             assert created.status_code == 201, created.text
             seen.add(created.json()["id"])
 
+    # Sign in: the screen first, a wrong password, then the right one.
     page = open_client(browser, server_url)
+    text(page, "Sign in", timeout=120_000)
+    shot(page, "00-sign-in")
+    text(page, f"Server: {server_url}")
+    sign_in(page, "admin", "not-the-password", expect="Wrong user name or password.")
+    shot(page, "00-sign-in-error")
+    type_into(page, "Password", ADMIN_PASSWORD)
+    page.keyboard.press("Enter")
     text(page, "New inspection", timeout=120_000)
+    text(page, "admin", timeout=10_000)  # the user and the role under the logo
+    assert page.get_by_role("button", name="Charts").count() == 1  # an admin's navigation
     shot(page, "01-capture")
 
     # Capture: choose a file through the browser's file chooser, preview, send.
@@ -86,7 +118,7 @@ def test_capture_result_history_charts_demo(server_url, browser, strip_files):
     # Result: verdict in words, findings, overlay with layer switches.
     badge = text(page, VERDICT_TEXT, timeout=180_000)
     text(page, "Findings (")
-    with api(server_url) as client:
+    with api_(server_url) as client:
         listing = client.get("/inspections", params={"limit": 500}).json()
         assert listing["total"] == before["total"] + 3
         new = [r for r in listing["items"] if r["id"] not in seen]
@@ -111,7 +143,7 @@ def test_capture_result_history_charts_demo(server_url, browser, strip_files):
     text(page, re.compile(r"\d+ images? · \d+% with defects"))
     shot(page, "04-history", settle=5)
     tap(page, "With defects", role="checkbox")
-    with api(server_url) as client:
+    with api_(server_url) as client:
         today = client.get("/inspections", params={"has_defect": "true", "limit": 1}).json()
     text(page, re.compile(rf"^{today['total']} images? · "))
     shot(page, "05-history-filtered")
@@ -124,20 +156,20 @@ def test_capture_result_history_charts_demo(server_url, browser, strip_files):
     shot(page, "06-detail")
     tap(page, "Delete")
     text(page, "deleted.")
-    with api(server_url) as client:
+    with api_(server_url) as client:
         assert client.get(f"/inspections/{record['id']}").json()["deleted_at"] is not None
         assert record["id"] not in {r["id"] for r in client.get(
             "/inspections", params={"limit": 500}).json()["items"]}
     tap(page, "Undo")
     text(page, "Inspection restored.")
-    with api(server_url) as client:
+    with api_(server_url) as client:
         assert client.get(f"/inspections/{record['id']}").json()["deleted_at"] is None
 
     # Charts: stacked bars per day; tapping a label highlights it.
     tap(page, "Charts")
     text(page, "Share of photos with defects")
     shot(page, "07-charts")
-    with api(server_url) as client:
+    with api_(server_url) as client:
         totals = client.get("/stats", params={"bucket": "day"}).json()["totals"]
     label = sorted(totals["by_label"])[0]
     legend = f"{label.replace('_', ' ')} ({totals['by_label'][label]})"
@@ -158,7 +190,7 @@ def test_capture_result_history_charts_demo(server_url, browser, strip_files):
     tap(page, "Exit demo")
 
     tap(page, "Settings")
-    text(page, "Role")
+    text(page, "Signed in as admin (admin)")
     shot(page, "12-settings")
     tap(page, "Dark", role="checkbox")
     tap(page, "Save")
@@ -166,25 +198,66 @@ def test_capture_result_history_charts_demo(server_url, browser, strip_files):
     tap(page, "History")
     text(page, re.compile(r"\d+ images? · "))
     shot(page, "14-history-dark", settle=4)
+
+    # Another tab of this browser (a new client session) is signed in by the token kept on
+    # the device; signing out there ends it.
+    again = page.context.new_page()
+    again.goto(server_url)
+    again.wait_for_selector("flt-semantics-placeholder", state="attached", timeout=120_000)
+    again.evaluate("document.querySelector('flt-semantics-placeholder').click()")
+    text(again, "New inspection", timeout=120_000)
+    text(again, "operator admin")  # no Operator setting here: the signed-in user
+    tap(again, "Settings")
+    tap(again, "Sign out")
+    text(again, "Signed out.")
+    text(again, "Sign in")
+    again.close()
     page.close()
 
     portrait = open_client(browser, server_url, PORTRAIT, "/history")
-    text(portrait, re.compile(r"\d+ images? · "), timeout=120_000)
+    sign_in(portrait, "admin", ADMIN_PASSWORD, expect=re.compile(r"\d+ images? · "))
     shot(portrait, "13-history-portrait", settle=6)
     portrait.close()
 
 
+def test_operator_sees_what_an_operator_may(server_url, browser, admin_token):
+    """An operator (made by the admin through the API) signs in: no Charts on the navigation,
+    recent history without filters, the role shown."""
+    username, password = OPERATOR
+    with api(server_url, admin_token) as client:
+        made = client.post("/users", json={"username": username, "password": password,
+                                           "role": "operator"})
+        assert made.status_code in (201, 409), made.text
+    page = open_client(browser, server_url)
+    sign_in(page, username, password)
+    text(page, "operator", timeout=10_000)
+    text(page, username, timeout=10_000)
+    for name in ("Capture", "History", "Demo booth", "Settings"):
+        assert page.get_by_role("button", name=name).count() >= 1, name
+    assert page.get_by_role("button", name="Charts").count() == 0
+    tap(page, "History")
+    text(page, "Recent inspections")
+    text(page, re.compile(r"\d+ images? · "))
+    assert page.get_by_role("checkbox", name="With defects").count() == 0
+    shot(page, "16-operator-nav", settle=4)
+    tap(page, "Settings")
+    text(page, f"Signed in as {username} (operator)")
+    page.close()
+
+
 def test_offline_photo_waits_on_the_device_then_is_sent(server_url, browser, strip_files,
-                                                        tmp_path):
-    """`kensa client --web` pointed at a server that does not answer: the photo is queued in a
-    folder, visible; after the address is corrected in Settings, "Send now" delivers it."""
-    dead = f"http://127.0.0.1:{free_port()}"
+                                                        tmp_path, admin_token):
+    """`kensa client --web` with the network to its server cut: signing in says the server
+    cannot be reached; signed in, a photo taken while the network is down is queued in a folder,
+    visible; when the network is back "Send now" delivers it."""
+    target = urlsplit(server_url)
+    outage = Outage(target.hostname or "127.0.0.1", target.port or 80)
     port = free_port()
     queue_dir = tmp_path / "queue"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "KENSA_TOKEN": CLIENT_TOKEN}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "kensa.cli", "client", "--web", "--port", str(port),
-         "--server", dead, "--queue-dir", str(queue_dir)],
+         "--server", outage.url, "--queue-dir", str(queue_dir)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -198,12 +271,20 @@ def test_offline_photo_waits_on_the_device_then_is_sent(server_url, browser, str
                 pass
             assert time.monotonic() < deadline, "kensa client --web did not start"
             time.sleep(0.5)
-        with api(server_url) as client:
+        with api(server_url, admin_token) as client:
             before = {r["id"] for r in client.get("/inspections",
                                                   params={"limit": 500}).json()["items"]}
 
         page = open_client(browser, client_url)
+        text(page, "Sign in", timeout=120_000)
+        assert page.get_by_role("textbox", name="Server address").count() == 1  # editable here
+        sign_in(page, "admin", ADMIN_PASSWORD, expect="Cannot reach the server at")
+        shot(page, "00-sign-in-unreachable")
+        outage.restore()
+        tap(page, "Sign in")
         text(page, "New inspection", timeout=120_000)
+
+        outage.cut()
         with page.expect_file_chooser() as chooser:
             tap(page, "Choose file")
         chooser.value.set_files(str(strip_files["patches"]))
@@ -217,24 +298,18 @@ def test_offline_photo_waits_on_the_device_then_is_sent(server_url, browser, str
         assert len(list(queue_dir.glob("*.json"))) == 1
         shot(page, "15-offline-queue")
 
-        # The right address, then send the queue.
-        tap(page, "Settings")
-        field = page.get_by_role("textbox", name="Server address").first
-        field.click()
-        page.keyboard.press("Control+A")
-        page.keyboard.type(server_url)
-        tap(page, "Save")
-        text(page, "Settings saved.")
-        tap(page, "Capture")
+        # The network is back: send the queue.
+        outage.restore()
         tap(page, "Send now")
         text(page, "Sent 1 queued photo.", timeout=180_000)
         assert list(queue_dir.glob("*.json")) == []
-        with api(server_url) as client:
+        with api(server_url, admin_token) as client:
             items = client.get("/inspections", params={"limit": 500}).json()["items"]
         new = [r for r in items if r["id"] not in before]
         assert len(new) == 1 and new[0]["station"] == "line-1"
         page.close()
     finally:
+        outage.cut()
         proc.terminate()
         try:
             proc.wait(timeout=20)
