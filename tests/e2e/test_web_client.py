@@ -38,7 +38,14 @@ def open_client(browser, url: str, viewport=LANDSCAPE, path: str = "/"):
 
 def text(page, value, timeout: float = 60_000):
     locator = page.get_by_text(value).first
-    locator.wait_for(timeout=timeout)
+    try:
+        locator.wait_for(timeout=timeout)
+    except Exception:
+        # What the page showed instead, for whoever reads the failure (CI keeps the file).
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "failure-last.png"))
+        print("page text at failure:", page.evaluate("document.body.innerText")[:2000])
+        raise
     return locator
 
 
