@@ -89,12 +89,11 @@ def machine_names() -> list[str]:
     return sorted(n.lower() for n in names if n)
 
 
-def is_ip_literal(host: str) -> bool:
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        ipaddress.ip_address(host)
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 class HostGuard:
@@ -102,7 +101,8 @@ class HostGuard:
     attacker's name that resolves to this server). Names are matched by Starlette's
     TrustedHostMiddleware (its plain-text refusal becomes the API's JSON error); with no
     ``allowed`` list, the default is :func:`machine_names` plus any IP address (an IP
-    literal cannot be rebound)."""
+    literal cannot be rebound). Loopback addresses are always served: the web client's
+    sessions call the API at 127.0.0.1."""
 
     def __init__(self, app: ASGIApp, allowed: Iterable[str] = ()) -> None:
         self.app = app
@@ -111,8 +111,11 @@ class HostGuard:
         self.names = self.allowed or machine_names()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or (
-                self.any_ip and is_ip_literal(_bare_host(Headers(scope=scope).get("host", "")))):
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        ip = ip_literal(_bare_host(Headers(scope=scope).get("host", "")))
+        if ip is not None and (self.any_ip or ip.is_loopback):
             await self.app(scope, receive, send)
             return
         passed = False
