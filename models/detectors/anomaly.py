@@ -11,6 +11,7 @@ a good outlier, so a person looks first).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -197,10 +198,10 @@ class AnomalyDetector(Detector):
     def threshold_range(self) -> tuple[float, float]:
         """Within a factor of THRESHOLD_SPAN of the calibrated threshold, both ways: a cut
         below every good score (all parts defect) or above any score the features can give
-        (all parts ok) is never a threshold."""
+        (all parts ok) is never a threshold. Not calibrated yet: any positive score."""
         reference = self.post.calibrated_threshold or self.post.threshold
         if reference is None:
-            raise ValueError(f"{self.name} is not calibrated; fit it first")
+            return 0.0, math.inf
         return reference / THRESHOLD_SPAN, reference * THRESHOLD_SPAN
 
     def verdict_for(self, score: float) -> Verdict:

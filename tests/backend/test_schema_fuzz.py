@@ -8,6 +8,8 @@ operation is fuzzed, including those that delete users and revoke keys or tokens
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import threading
 import time
@@ -17,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from backend_testing import make_settings
+from backend_testing import fresh_database, make_settings
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
@@ -31,10 +33,11 @@ MAX_EXAMPLES = 12
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
 
 
-def _serve(tmp_path: Path, model_dir: Path) -> Iterator[str]:
+def _serve(tmp_path: Path, model_dir: Path, database_url: str) -> Iterator[str]:
     import uvicorn
 
-    config = make_settings(tmp_path, model_dir, login_failures_per_minute=1_000_000,
+    config = make_settings(tmp_path, model_dir, database_url,
+                           login_failures_per_minute=1_000_000,
                            inspections_per_minute=1_000_000)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -65,14 +68,15 @@ def _serve(tmp_path: Path, model_dir: Path) -> Iterator[str]:
         sock.close()
 
 
-@pytest.fixture(scope="module")
-def fuzz_url(tmp_path_factory: pytest.TempPathFactory, patchcore_artifact: Path
-             ) -> Iterator[str]:
-    import shutil
-
+@pytest.fixture(scope="module", params=[os.environ.get("KENSA_FUZZ_DATABASE", "sqlite")])
+def fuzz_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             patchcore_artifact: Path) -> Iterator[str]:
+    """The live server on SQLite (``KENSA_FUZZ_DATABASE=postgresql`` or ``mariadb`` for the
+    others: the suite runs SQLite to stay within a few minutes)."""
     root = tmp_path_factory.mktemp("fuzz")
     shutil.copytree(patchcore_artifact, root / "models" / "patchcore")
-    yield from _serve(root, root / "models")
+    with fresh_database(request.param, root) as url:
+        yield from _serve(root, root / "models", url)
 
 
 _tokens: dict[str, str] = {}
