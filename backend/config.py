@@ -62,7 +62,12 @@ class Settings(BaseSettings):
         default_factory=list, description="more artifact directories to serve (--model)"
     )
     max_upload_mb: float = Field(20.0, gt=0, description="largest accepted photo")
-    max_pixels: int = Field(50_000_000, gt=0, description="decompression-bomb guard")
+    max_pixels: int = Field(
+        25_000_000, gt=0, description="largest photo in pixels (width x height), refused with "
+                                      "413 from its header before it is decoded")
+    inspections_per_minute: int = Field(
+        300, ge=1, description="uploads (POST /api/v1/inspections) one client (user or station "
+                               "key, from one address) may send per minute; more get 429")
     inference_concurrency: int = Field(2, ge=1, description="detector calls at once")
     demo_good_images: int = Field(40, ge=2, description="synthetic good strips for the demo")
     serve_client: bool = Field(True, description="mount the web client at /")
@@ -148,6 +153,11 @@ class SecuritySettings(BaseSettings):
         5, ge=1, description="failed sign-ins allowed per username and per client address")
     cors_origins: list[str] = Field(
         default_factory=list, description="browser origins allowed to call the API")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host header values served (exact names, "
+                                          "'*.example.com', or '*' for any); others get 400. "
+                                          "Default: localhost, this machine's names and any "
+                                          "IP address")
     client_token: str | None = Field(
         None, description="TEMPORARY kiosk mechanism until the tablet has a sign-in screen: "
                           "the web client's sessions send this bearer token; at start the "

@@ -38,7 +38,7 @@ from kensa.backend.services import accounts, versions
 from kensa.backend.services.inference import DetectorPool
 from kensa.backend.services.storage import make_store
 from kensa.backend.services.sweep import sweep
-from kensa.backend.web_security import OriginGuard, SecurityHeaders
+from kensa.backend.web_security import HostGuard, OriginGuard, SecurityHeaders
 from kensa.contract.constants import API_PREFIX
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ async def _load_detectors(app: FastAPI) -> None:
                 settings.model_dir, settings.extra_models,
                 concurrency=settings.inference_concurrency,
                 demo_good_images=settings.demo_good_images, device=settings.device,
+                limiter=app.state.limiter,
             )
             versions.apply_deployed(app.state.engine, app.state.store, pool,
                                     settings.data_dir / "versions")
@@ -132,6 +133,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.db_error = "the database is being migrated"
     app.state.store = await anyio.to_thread.run_sync(make_store, settings)
     app.state.pool = None
+    app.state.limiter = anyio.CapacityLimiter(settings.inference_concurrency)
     app.state.load_error = None
     app.state.sweep_report = None
     app.state.jobs = make_runner(settings, engine)
@@ -321,6 +323,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        allow_methods=["*"], allow_headers=["*"], allow_credentials=False)
     app.add_middleware(OriginGuard, allowed=settings.cors_origins)
     app.add_middleware(SecurityHeaders, api_prefix=API_PREFIX, csp_exempt=(f"{API_PREFIX}/docs",))
+    app.add_middleware(HostGuard, allowed=settings.allowed_hosts)
     app.state.login_limiter = FailureLimiter(settings.login_failures_per_minute)
+    app.state.upload_limiter = FailureLimiter(settings.inspections_per_minute)
     _check_every_route_declares_a_role(app)
     return app

@@ -135,6 +135,8 @@ class DetectorPublic(Schema):
     version: str
     weights: dict[str, Any] = Field(default_factory=dict)
     threshold: float | dict[str, float] | None = None
+    threshold_range: list[float] | None = Field(
+        None, description="(low, high): a new threshold must lie strictly between them")
     input_size: list[int] = Field(default_factory=list)
     demo: bool = False
     metrics: dict[str, Any] = Field(default_factory=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -155,6 +156,27 @@ class Detector(ABC):
     def set_threshold(self, value: float, label: str | None = None) -> None:
         raise NotImplementedError(f"{self.kind} has no adjustable threshold")
 
+    def threshold_range(self) -> tuple[float, float]:
+        """The open interval a decision threshold must lie in: where this detector's scores
+        can sensibly be cut. Probabilities by default; anomaly detectors derive theirs from
+        their calibration."""
+        return (0.0, 1.0)
+
+    def _described_range(self) -> list[float] | None:
+        try:
+            return list(self.threshold_range())
+        except ValueError:
+            return None
+
+    def check_threshold(self, value: float) -> float:
+        """``value`` as a float when it lies inside :meth:`threshold_range`, else ValueError
+        (every ``set_threshold`` calls this before changing anything)."""
+        low, high = self.threshold_range()
+        if not (math.isfinite(value) and low < value < high):
+            raise ValueError(f"threshold {value:g} is outside the range ({low:.4g}, {high:.4g}) "
+                             f"that makes sense for {self.name} ({self.kind})")
+        return float(value)
+
     def to(self, device: str) -> Detector:
         self.device = torch.device(device)
         self.model.to(self.device)
@@ -179,6 +201,7 @@ class Detector(ABC):
             "version": self.version,
             "weights": self.metadata.weights,
             "threshold": threshold,
+            "threshold_range": self._described_range() if thresholds else None,
             "input_size": list(self.config.input_size),
             "demo": self.metadata.demo,
             "metrics": self.metadata.metrics,

@@ -41,7 +41,15 @@ def get_pool(request: Request) -> DetectorPool:
     return pool
 
 
+def get_limiter(request: Request) -> anyio.CapacityLimiter:
+    """The one limiter of image work: decoding, inference and rendering share it, so no
+    request (a huge photo, an overlay re-render) works beside ``inference_concurrency``
+    others."""
+    return request.app.state.limiter
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+LimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_limiter)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 StoreDep = Annotated[BlobStore, Depends(get_store)]
 PoolDep = Annotated[DetectorPool, Depends(get_pool)]

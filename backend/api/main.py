@@ -13,6 +13,11 @@ from kensa.backend.api.routes import auth, datasets, detectors, inspections, job
 from kensa.contract.schemas import ErrorBody
 
 ERRORS = {
+    400: {"model": ErrorBody, "description": "malformed request (a body that cannot be parsed, "
+                                             "or a Host that is not allowed)"},
+    401: {"model": ErrorBody, "description": "no valid bearer token (sign in first)"},
+    403: {"model": ErrorBody, "description": "your role or station key may not do this, or "
+                                             "a cross-origin request"},
     422: {"model": ErrorBody, "description": "invalid input (a sentence, or the list of "
                                              "validation errors)"},
     503: {"model": ErrorBody, "description": "not ready, or the database cannot be reached "

@@ -66,7 +66,8 @@ class Principal:
 
 
 class FailureLimiter:
-    """Failed attempts per key in a sliding window; ``retry_after`` > 0 means: refuse."""
+    """Events per key in a sliding window (failed sign-ins, uploads); ``retry_after`` > 0
+    means: refuse."""
 
     def __init__(self, limit: int, window: float = 60.0) -> None:
         self.limit = limit
@@ -86,6 +87,17 @@ class FailureLimiter:
             waits = [self._trim(k, now)[0] + self.window - now for k in keys
                      if len(self._trim(k, now)) >= self.limit]
         return math.ceil(max(waits)) if waits else 0
+
+    def take(self, key: str) -> int:
+        """Count one event for ``key`` unless it is over the limit: 0 when it went through,
+        else the seconds until it would (nothing counted)."""
+        now = time.monotonic()
+        with self._lock:
+            hits = self._trim(key, now)
+            if len(hits) >= self.limit:
+                return max(1, math.ceil(hits[0] + self.window - now))
+            hits.append(now)
+            return 0
 
     def fail(self, *keys: str) -> None:
         now = time.monotonic()

@@ -82,19 +82,21 @@ def fit_demo_detector(model_dir: Path, n_good: int = 40,
 class DetectorPool:
     """Named detectors plus the limiter that bounds concurrent inference."""
 
-    def __init__(self, detectors: Sequence[LoadedDetector], concurrency: int) -> None:
+    def __init__(self, detectors: Sequence[LoadedDetector], concurrency: int,
+                 limiter: anyio.CapacityLimiter | None = None) -> None:
         self._by_name: dict[str, LoadedDetector] = {}
         for loaded in detectors:
             if loaded.name in self._by_name:
                 raise ValueError(f"two detectors are named {loaded.name!r}: "
                                  f"{self._by_name[loaded.name].directory} and {loaded.directory}")
             self._by_name[loaded.name] = loaded
-        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.limiter = limiter or anyio.CapacityLimiter(concurrency)
         self.shadows: dict[str, LoadedDetector] = {}
 
     @classmethod
     def load(cls, model_dir: Path, extra: Sequence[Path] = (), concurrency: int = 2,
-             demo_good_images: int = 40, device: str | None = None) -> DetectorPool:
+             demo_good_images: int = 40, device: str | None = None,
+             limiter: anyio.CapacityLimiter | None = None) -> DetectorPool:
         """Load every artifact under ``model_dir`` and ``extra``; fit the demo when none."""
         dirs = artifact_dirs(model_dir) + [Path(p) for p in extra]
         if not dirs:
@@ -105,7 +107,7 @@ class DetectorPool:
             log.info("loaded detector %s (%s, %s) from %s", detector.name, detector.kind,
                      detector.version, directory)
             loaded.append(LoadedDetector(detector, Path(directory)))
-        return cls(loaded, concurrency)
+        return cls(loaded, concurrency, limiter)
 
     @property
     def names(self) -> list[str]:

@@ -164,9 +164,12 @@ async def create_inspection(*, image_bytes: bytes, pool: DetectorPool,
                             detectors: Sequence[LoadedDetector], engine: Engine,
                             store: BlobStore, meta: UploadMeta, max_pixels: int
                             ) -> InspectionPublic:
-    decoded = await anyio.to_thread.run_sync(decode_image, image_bytes, max_pixels)
+    limiter = pool.limiter  # decoding and rendering count against it like inference
+    decoded = await anyio.to_thread.run_sync(decode_image, image_bytes, max_pixels,
+                                             limiter=limiter)
     detections = await pool.run(decoded.rgb, detectors)
-    rendered = await anyio.to_thread.run_sync(render_evidence, decoded, detections)
+    rendered = await anyio.to_thread.run_sync(render_evidence, decoded, detections,
+                                              limiter=limiter)
     inspection_id = await anyio.to_thread.run_sync(
         _persist, engine, store, image_bytes, decoded, rendered, meta)
     record = await anyio.to_thread.run_sync(get_public, engine, inspection_id)

@@ -11,6 +11,7 @@ a good outlier, so a person looks first).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from kensa.models.types import Detection, EvidenceLayer, Finding, Task, Verdict
 
 log = logging.getLogger(__name__)
 ANOMALY_LABEL = "anomaly"
+THRESHOLD_SPAN = 1000.0
 
 
 class AnomalyConfig(DetectorConfig):
@@ -58,6 +60,9 @@ class AnomalyPostprocess(Postprocess):
     )
     min_area_fraction: float = Field(5e-4, description="smallest finding, as image fraction")
     threshold_method: str | None = Field(None, description="how the threshold was set")
+    calibrated_threshold: float | None = Field(
+        None, description="the threshold calibration set; a manual one stays within a factor "
+                          "of THRESHOLD_SPAN of it (older artifacts: the saved threshold)")
 
 
 class AnomalyDetector(Detector):
@@ -168,7 +173,7 @@ class AnomalyDetector(Detector):
                 below = s[s < cut]  # not on the lowest defect itself: midway to the next score
                 threshold = (cut + float(below.max())) / 2 if below.size else cut
                 method = "f1-optimum"
-        self.post.threshold = max(threshold, 1e-12)
+        self.post.threshold = self.post.calibrated_threshold = max(threshold, 1e-12)
         self.post.threshold_method = method
         self.post.pixel_threshold = max(self.post.pixel_threshold, self.post.map_low + 1e-6)
         log.info("%s calibrated: threshold %.4g (%s), pixel threshold %.4g", self.name,
@@ -184,10 +189,20 @@ class AnomalyDetector(Detector):
     def set_threshold(self, value: float, label: str | None = None) -> None:
         if label not in (None, "image"):
             raise ValueError(f"{self.kind} has one image threshold, not one for {label!r}")
-        if not value > 0:
-            raise ValueError("threshold must be positive")
-        self.post.threshold = float(value)
+        value = self.check_threshold(value)
+        if self.post.calibrated_threshold is None:  # an older artifact: keep the range fixed
+            self.post.calibrated_threshold = self.post.threshold
+        self.post.threshold = value
         self.post.threshold_method = "manual"
+
+    def threshold_range(self) -> tuple[float, float]:
+        """Within a factor of THRESHOLD_SPAN of the calibrated threshold, both ways: a cut
+        below every good score (all parts defect) or above any score the features can give
+        (all parts ok) is never a threshold. Not calibrated yet: any positive score."""
+        reference = self.post.calibrated_threshold or self.post.threshold
+        if reference is None:
+            return 0.0, math.inf
+        return reference / THRESHOLD_SPAN, reference * THRESHOLD_SPAN
 
     def verdict_for(self, score: float) -> Verdict:
         if self.post.threshold is None:

@@ -178,8 +178,7 @@ class DefectClassifier(Detector):
         return self.post.thresholds.get(label, self.post.default_threshold)
 
     def set_threshold(self, value: float, label: str | None = None) -> None:
-        if not 0 < value < 1:
-            raise ValueError("a probability threshold must lie in (0, 1)")
+        value = self.check_threshold(value)
         if label is None:
             for lab in self.labels:
                 self.post.thresholds[lab] = float(value)

@@ -224,8 +224,7 @@ class DefectSegmenter(Detector):
         return {label: self.class_post(label).threshold for label in self.labels}
 
     def set_threshold(self, value: float, label: str | None = None) -> None:
-        if not 0 < value < 1:
-            raise ValueError("a probability threshold must lie in (0, 1)")
+        value = self.check_threshold(value)
         targets = self.labels if label is None else [label]
         for lab in targets:
             if lab not in self.labels:

@@ -233,7 +233,7 @@ async def running_service(settings: Settings, ready: bool = True) -> AsyncIterat
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://kensa.test",
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
                                      timeout=120) as client:
             if ready:
                 response = await wait_ready(client)

@@ -20,7 +20,7 @@ from kensa.backend.main import RouteRule, route_rules
 from kensa.backend.services.accounts import INITIAL_PASSWORD_FILE
 
 pytestmark = pytest.mark.anyio
-BASE = "http://kensa.test"
+BASE = "http://localhost"
 PASSWORD = "correct horse battery"
 
 

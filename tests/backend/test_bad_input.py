@@ -123,7 +123,7 @@ async def test_failed_transaction_removes_its_blobs(sqlite_service: Service, str
         conn.execute(sa.text("ALTER TABLE evidence_map RENAME TO evidence_map_away"))
     transport = httpx.ASGITransport(app=sqlite_service.app, raise_app_exceptions=False)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://kensa.test",
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
                                      headers=sqlite_service.client.headers) as client:
             for image in (strips.defective(4).image,
                           strips.good(1).image):  # the same photo as a committed record

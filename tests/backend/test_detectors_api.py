@@ -58,7 +58,7 @@ async def test_threshold_change_changes_verdicts_and_persists(
 
 @pytest.mark.parametrize("body", [
     {"threshold": -1.0}, {"threshold": 0}, {"threshold": "high"}, {},
-    {"threshold": 1.0, "label": "scratches"},
+    {"threshold": 1.0, "label": "scratches"}, {"threshold": 2.0e91}, {"threshold": 1e-300},
 ])
 async def test_bad_threshold_is_422_and_changes_nothing(sqlite_service: Service,
                                                         model_dir: Path, body: dict) -> None:
@@ -70,6 +70,29 @@ async def test_bad_threshold_is_422_and_changes_nothing(sqlite_service: Service,
     (after,) = (await sqlite_service.client.get("/api/v1/detectors")).json()
     assert after["threshold"] == before["threshold"]
     assert (model_dir / "patchcore" / "config.json").read_text() == config_before
+
+
+async def test_threshold_range_comes_from_the_calibration(sqlite_service: Service,
+                                                          model_dir: Path) -> None:
+    """The anomaly threshold's range is a factor of 1000 around the calibrated one: both ends
+    are refused (422, config.json untouched), a value just inside is saved."""
+    client = sqlite_service.client
+    (item,) = (await client.get("/api/v1/detectors")).json()
+    low, high = item["threshold_range"]
+    assert low == pytest.approx(item["threshold"] / 1000)
+    assert high == pytest.approx(item["threshold"] * 1000)
+    config_path = model_dir / "patchcore" / "config.json"
+    saved = config_path.read_text()
+    for refused in (low, high, low / 2, high * 2):
+        answer = await client.patch("/api/v1/detectors/patchcore", json={"threshold": refused})
+        assert answer.status_code == 422 and "outside the range" in answer.json()["detail"]
+    assert config_path.read_text() == saved
+    inside = await client.patch("/api/v1/detectors/patchcore", json={"threshold": high * 0.99})
+    assert inside.status_code == 200, inside.text
+    # the range stays put around the calibrated threshold, not the manual one
+    assert inside.json()["threshold_range"] == pytest.approx([low, high])
+    assert json.loads(config_path.read_text())["postprocess"]["threshold"] == pytest.approx(
+        high * 0.99)
 
 
 async def test_non_finite_threshold_is_422(sqlite_service: Service) -> None:

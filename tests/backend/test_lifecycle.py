@@ -28,7 +28,7 @@ async def test_not_ready_until_detectors_load(tmp_path: Path, model_dir: Path) -
     """Before the lifespan has loaded anything, /readyz and the inspection API say 503."""
     app = create_app(make_settings(tmp_path, model_dir))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://kensa.test") as client:
+                                 base_url="http://localhost") as client:
         response = await client.get("/readyz")
         assert response.status_code == 503 and response.json()["status"] == "loading"
         assert (await client.get("/api/v1/detectors")).status_code == 503

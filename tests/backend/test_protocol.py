@@ -61,7 +61,7 @@ async def test_api_methods_and_paths_never_fall_through_to_the_web_client(
     settings = make_settings(tmp_path, model_dir).model_copy(update={"serve_client": True})
     app = create_app(settings)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://kensa.test") as client:
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         options = await client.options("/api/v1/inspections")
         assert options.status_code == 204
         assert options.headers["allow"] == "GET, OPTIONS, POST"

@@ -22,7 +22,7 @@ from kensa.models import artifacts
 from kensa.models.data.synthetic import SteelStripGenerator
 from kensa.models.registry import create_detector, get_spec
 
-BASE = "http://kensa.test"
+BASE = "http://localhost"
 
 
 @pytest.fixture(scope="session")

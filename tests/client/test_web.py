@@ -21,7 +21,7 @@ async def test_client_is_served_next_to_the_api(tmp_path: Path, patchcore_dir: P
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://tablet.test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             page = await http.get("/")
             assert page.status_code == 200
             assert "flutter" in page.text.lower() and "<html" in page.text.lower()

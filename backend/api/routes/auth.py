@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from kensa.backend.api.deps import CurrentUser, EngineDep, SettingsDep, oauth2_scheme, requires
@@ -14,6 +14,7 @@ from kensa.backend.services import accounts
 from kensa.contract.schemas import (
     AuditEventPublic,
     AuditList,
+    ErrorBody,
     StationKeyCreate,
     StationKeyPublic,
     TokenPublic,
@@ -23,6 +24,9 @@ from kensa.contract.schemas import (
 )
 
 router = APIRouter(tags=["auth"])
+NOT_FOUND = {404: {"model": ErrorBody, "description": "no such user or key"}}
+CONFLICT = {409: {"model": ErrorBody, "description": "the name exists, or the last admin"}}
+MAX_ID = 2**31 - 1  # integer ids fit every database's INTEGER
 
 
 def _refused(exc: accounts.AccountError) -> HTTPException:
@@ -72,7 +76,7 @@ async def sign_out(engine: EngineDep, token: Annotated[str, Depends(oauth2_schem
 users = APIRouter(prefix="/users", tags=["users"], dependencies=requires("admin"))
 
 
-@users.post("", status_code=201, response_model=UserPublic)
+@users.post("", status_code=201, response_model=UserPublic, responses=CONFLICT)
 async def create_user(body: UserCreate, engine: EngineDep, principal: CurrentUser
                       ) -> UserPublic:
     try:
@@ -89,7 +93,7 @@ async def list_users(engine: EngineDep) -> list[UserPublic]:
             for u in await anyio.to_thread.run_sync(accounts.list_users, engine)]
 
 
-@users.patch("/{username}", response_model=UserPublic)
+@users.patch("/{username}", response_model=UserPublic, responses={**NOT_FOUND, **CONFLICT})
 async def update_user(username: str, body: UserUpdate, engine: EngineDep,
                       principal: CurrentUser) -> UserPublic:
     """Change role, password or disabled; all the user's tokens are revoked on a password or
@@ -103,7 +107,7 @@ async def update_user(username: str, body: UserUpdate, engine: EngineDep,
     return UserPublic.model_validate(user)
 
 
-@users.delete("/{username}", status_code=204)
+@users.delete("/{username}", status_code=204, responses={**NOT_FOUND, **CONFLICT})
 async def remove_user(username: str, engine: EngineDep, principal: CurrentUser) -> Response:
     try:
         await anyio.to_thread.run_sync(accounts.remove_user, engine, username, principal.actor)
@@ -131,9 +135,9 @@ async def list_station_keys(engine: EngineDep) -> list[StationKeyPublic]:
             for k in await anyio.to_thread.run_sync(accounts.list_station_keys, engine)]
 
 
-@keys.delete("/{key_id}", status_code=204)
-async def remove_station_key(key_id: int, engine: EngineDep, principal: CurrentUser
-                             ) -> Response:
+@keys.delete("/{key_id}", status_code=204, responses=NOT_FOUND)
+async def remove_station_key(key_id: Annotated[int, Path(ge=1, le=MAX_ID)], engine: EngineDep,
+                             principal: CurrentUser) -> Response:
     try:
         await anyio.to_thread.run_sync(accounts.remove_station_key, engine, key_id,
                                        principal.actor)

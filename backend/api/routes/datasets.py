@@ -7,24 +7,27 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from kensa.backend.api.deps import EngineDep, SettingsDep, StoreDep, requires
+from kensa.backend.api.deps import EngineDep, LimiterDep, SettingsDep, StoreDep, requires
 from kensa.backend.services import datasets as service
 from kensa.contract.schemas import (
     DatasetCreate,
     DatasetFromHistory,
     DatasetImagesAdded,
     DatasetPublic,
+    ErrorBody,
 )
 
 router = APIRouter(prefix="/datasets", tags=["datasets"],
                    dependencies=requires("manager"))
+NOT_FOUND = {404: {"model": ErrorBody, "description": "no such dataset or inspection"}}
 
 
 def _raise(exc: service.DatasetError) -> HTTPException:
     return HTTPException(exc.status_code, exc.detail)
 
 
-@router.post("", status_code=201, response_model=DatasetPublic)
+@router.post("", status_code=201, response_model=DatasetPublic,
+             responses={409: {"model": ErrorBody, "description": "the name exists"}})
 async def create_dataset(body: DatasetCreate, engine: EngineDep) -> DatasetPublic:
     try:
         return await anyio.to_thread.run_sync(service.create, engine, body.name.strip(),
@@ -38,7 +41,7 @@ async def list_datasets(engine: EngineDep) -> list[DatasetPublic]:
     return await anyio.to_thread.run_sync(service.list_all, engine)
 
 
-@router.get("/{dataset}", response_model=DatasetPublic)
+@router.get("/{dataset}", response_model=DatasetPublic, responses=NOT_FOUND)
 async def get_dataset(dataset: str, engine: EngineDep) -> DatasetPublic:
     found = await anyio.to_thread.run_sync(service.get, engine, dataset)
     if found is None:
@@ -47,6 +50,8 @@ async def get_dataset(dataset: str, engine: EngineDep) -> DatasetPublic:
 
 
 @router.post("/{dataset}/images", status_code=201, response_model=DatasetImagesAdded,
+             responses={**NOT_FOUND, 413: {"model": ErrorBody, "description": "too large"},
+                        415: {"model": ErrorBody, "description": "not a supported image"}},
              openapi_extra={"requestBody": {"content": {
                  "multipart/form-data": {"schema": {"type": "object", "properties": {
                      "image": {"type": "array", "items": {"type": "string",
@@ -54,7 +59,7 @@ async def get_dataset(dataset: str, engine: EngineDep) -> DatasetPublic:
                      "label": {"type": "string", "default": "good"}}}},
                  "application/json": {"schema": DatasetFromHistory.model_json_schema()}}}})
 async def add_images(dataset: str, request: Request, engine: EngineDep, store: StoreDep,
-                     settings: SettingsDep) -> DatasetImagesAdded:
+                     settings: SettingsDep, limiter: LimiterDep) -> DatasetImagesAdded:
     """Multipart ``image`` (repeatable) + ``label`` (default ``good``), or JSON
     ``{inspection_ids, label}`` to add stored photos from the inspection history."""
     content_type = request.headers.get("content-type", "").lower()
@@ -63,11 +68,11 @@ async def add_images(dataset: str, request: Request, engine: EngineDep, store: S
             try:
                 body = DatasetFromHistory.model_validate_json(await request.body())
             except ValidationError as exc:
-                raise HTTPException(422, exc.errors(include_url=False,
-                                                    include_context=False)) from None
+                raise HTTPException(422, exc.errors(  # no input echoed: it may be bytes
+                    include_url=False, include_context=False, include_input=False)) from None
             added, counts = await anyio.to_thread.run_sync(
                 service.add_from_history, engine, store, dataset, body.inspection_ids,
-                body.label)
+                body.label, limiter=limiter)
         elif content_type.startswith("multipart/form-data"):
             form = await request.form()
             files = [f for f in form.getlist("image") if isinstance(f, UploadFile)]
@@ -83,7 +88,7 @@ async def add_images(dataset: str, request: Request, engine: EngineDep, store: S
                 images.append(data)
             added, counts = await anyio.to_thread.run_sync(
                 service.add_images, engine, store, dataset, images, label,
-                settings.max_pixels)
+                settings.max_pixels, limiter=limiter)
         else:
             raise HTTPException(415, "send multipart/form-data with 'image' files, or JSON "
                                      "{inspection_ids, label}")

@@ -27,6 +27,7 @@ from fastapi.routing import APIRoute
 from kensa.backend.api.deps import (
     CurrentUser,
     EngineDep,
+    LimiterDep,
     PoolDep,
     SettingsDep,
     StoreDep,
@@ -137,7 +138,8 @@ async def run_shadows(pool, selected, data: bytes, inspection_id: uuid.UUID, eng
     shadows = [pool.shadows[d.name] for d in selected if d.name in pool.shadows]
     if not shadows:
         return
-    decoded = await anyio.to_thread.run_sync(decode_image, data, max_pixels)
+    decoded = await anyio.to_thread.run_sync(decode_image, data, max_pixels,
+                                             limiter=pool.limiter)
     detections = await pool.run(decoded.rgb, shadows)
     await anyio.to_thread.run_sync(versions.record_shadow_runs, engine, inspection_id,
                                    detections)
@@ -151,8 +153,11 @@ FiltersDep = Annotated[service.Filters, Depends(get_filters)]
                     dependencies=requires("operator", station=True),
                     responses={409: {"model": ErrorBody,
                                      "description": "same Idempotency-Key still in progress"},
-                               413: {"description": "file or image too large"},
-                               415: {"description": "not a supported image"},
+                               413: {"model": ErrorBody,
+                                     "description": "file or image too large"},
+                               415: {"model": ErrorBody, "description": "not a supported image"},
+                               429: {"model": ErrorBody, "description": "over the upload rate "
+                                     "(inspections_per_minute); see Retry-After"},
                                422: {"model": ErrorBody,
                                      "description": "empty, truncated or invalid input"},
                                503: {"description": "detectors still loading"}})
@@ -173,6 +178,12 @@ async def create_inspection(
 ) -> InspectionPublic:
     """Inspect one photo with the chosen detectors and store the record. A station key's
     uploads always carry its own station."""
+    client = request.client.host if request.client else "-"
+    wait = request.app.state.upload_limiter.take(f"{principal.actor}@{client}")
+    if wait:
+        raise HTTPException(429, f"more than {settings.inspections_per_minute} uploads a minute "
+                                 f"from {principal.name}; try again in {wait} s",
+                            headers={"Retry-After": str(wait)})
     if principal.kind == "station":
         station = principal.station
     if len((await request.form()).getlist("image")) != 1:
@@ -315,6 +326,7 @@ async def get_image(inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep
            responses={200: {"content": {"image/png": {}}}}, dependencies=READ)
 async def get_overlay(
     inspection_id: uuid.UUID, engine: EngineDep, store: StoreDep, principal: CurrentUser,
+    limiter: LimiterDep,
     layers: Annotated[str | None, Query(
         description=f"comma-separated, any of {', '.join(FINDING_LAYERS)} and every "
                     "registered evidence kind (heatmap, gradcam, ...); default: all; "
@@ -332,7 +344,7 @@ async def get_overlay(
         raise _bad_query("layers", layers or "", f"unknown layers {unknown}; known: "
                                                  f"{', '.join(known)}")
     png = await anyio.to_thread.run_sync(service.render_stored_overlay, engine, store,
-                                         inspection_id, chosen)
+                                         inspection_id, chosen, limiter=limiter)
     return Response(png, media_type="image/png", headers=CACHE)
 
 

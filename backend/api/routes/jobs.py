@@ -17,10 +17,11 @@ from kensa.backend.jobs import state
 from kensa.backend.jobs.worker import MIN_GOOD
 from kensa.backend.records import Job
 from kensa.backend.services import datasets
-from kensa.contract.schemas import JOB_FINAL, JobCreate, JobPublic
+from kensa.contract.schemas import JOB_FINAL, ErrorBody, JobCreate, JobPublic
 
 router = APIRouter(prefix="/jobs", tags=["jobs"],
                    dependencies=requires("manager"))
+NOT_FOUND = {404: {"model": ErrorBody, "description": "no such job or dataset"}}
 
 
 def _create(engine, body: JobCreate, runner: str) -> Job:
@@ -57,7 +58,7 @@ def _create(engine, body: JobCreate, runner: str) -> Job:
     return job
 
 
-@router.post("", status_code=202, response_model=JobPublic)
+@router.post("", status_code=202, response_model=JobPublic, responses=NOT_FOUND)
 async def submit_job(body: JobCreate, engine: EngineDep, request: Request) -> JobPublic:
     runner = request.app.state.jobs
     job = await anyio.to_thread.run_sync(_create, engine, body, runner.name)
@@ -82,13 +83,13 @@ async def _job(engine, job_id: uuid.UUID) -> Job:
     return job
 
 
-@router.get("/{job_id}", response_model=JobPublic)
+@router.get("/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
 async def get_job(job_id: uuid.UUID, engine: EngineDep) -> JobPublic:
     return state.public(await _job(engine, job_id))
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+            responses={200: {"content": {"text/event-stream": {}}}, **NOT_FOUND})
 async def job_events(job_id: uuid.UUID, engine: EngineDep) -> StreamingResponse:
     """Server-sent events: one ``progress`` event per change, then the final status."""
     await _job(engine, job_id)
@@ -110,7 +111,8 @@ async def job_events(job_id: uuid.UUID, engine: EngineDep) -> StreamingResponse:
                              headers={"Cache-Control": "no-cache"})
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic)
+@router.post("/{job_id}/cancel", response_model=JobPublic,
+             responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "already over"}})
 async def cancel_job(job_id: uuid.UUID, engine: EngineDep, request: Request) -> JobPublic:
     job = await _job(engine, job_id)
     if job.status in JOB_FINAL:
