@@ -128,6 +128,13 @@ class Padim(AnomalyDetector):
     def fit_good(self, images: Sequence[np.ndarray], batch_size: int = 8,
                  **_: Any) -> dict[str, Any]:
         """Accumulate per-position sums and outer products (memory independent of N)."""
+        return self.set_gaussians(*self.accumulate(images, batch_size))
+
+    @torch.inference_mode()
+    def accumulate(self, images: Sequence[np.ndarray], batch_size: int = 8
+                   ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Per-position feature sums, outer-product sums and the sample count of ``images``;
+        partial sums of disjoint image sets add up (a fit may be split across processes)."""
         model: PadimModel = self.model  # type: ignore[assignment]
         model.eval()
         total = outer = None
@@ -144,6 +151,13 @@ class Padim(AnomalyDetector):
             outer += torch.bmm(flat.transpose(1, 2), flat)
             n += b
         assert total is not None and outer is not None
+        return total, outer, n
+
+    @torch.inference_mode()
+    def set_gaussians(self, total: torch.Tensor, outer: torch.Tensor, n: int
+                      ) -> dict[str, Any]:
+        """Mean and regularised inverse covariance per position from ``accumulate``'s sums."""
+        model: PadimModel = self.model  # type: ignore[assignment]
         mean = total / n
         covariance = (outer - n * torch.einsum("pi,pj->pij", mean, mean)) / max(1, n - 1)
         eye = torch.eye(covariance.shape[-1], dtype=covariance.dtype, device=self.device)
