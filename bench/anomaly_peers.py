@@ -20,6 +20,11 @@ and scores, and the parent computes every metric with the same sklearn code.
 anomalib's greedy coreset walks every training patch (36 min for 666 images on this CPU), so
 its PatchCore gets the cap ours has: a random subset of ``--max-candidates`` patches and a
 coreset ratio giving the same bank size as ours. Results: JSON in ``bench/results/``.
+
+Native-resolution variants (``kind+native_resolution=true+tile={"size":256,"overlap":64}``)
+get the same images at their own size from a second cache (``native.npz``, written when such a
+variant is asked for); they score the plain evaluation set only (no pose copies), and their maps
+are resized by area to the cached masks' size so pixel AUROC is computed on the same grid.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # -- preparation (our venv) ------------------------------------------------------------------
 def prepare(data: Path, layout: str, size: tuple[int, int] | None, cache: Path,
-            robust: bool) -> dict:
+            robust: bool, native: bool = False) -> dict:
     sys.path.insert(0, str(ROOT))
     import cv2
 
@@ -93,11 +98,45 @@ def prepare(data: Path, layout: str, size: tuple[int, int] | None, cache: Path,
         arrays.update(robust=np.stack(r_images), robust_masks=np.stack(r_masks),
                       robust_labels=np.array(r_labels))
     np.savez(cache, **arrays)
+    if native:
+        write_native(cache.parent / NATIVE_CACHE, {"train": train_good, "val": val,
+                                                   "eval": evaluation})
     return {"data": str(data), "layout": dataset.layout, "input_size": [h, w],
             "n_train_good": len(train_good), "n_val": len(val), "split": split,
             "n_eval_good": int(labels.count(0)), "n_eval_defect": int(labels.count(1)),
             "robust_protocol": describe_protocol() if robust else None,
             "masks_with_defect": int(sum(m.any() for m in masks))}
+
+
+NATIVE_CACHE = "native.npz"
+
+
+def write_native(path: Path, parts: dict) -> None:
+    """Every part's images at their own size, padded to the largest, with their sizes (one
+    channel when the photos are grey, as KolektorSDD's are)."""
+    arrays = {}
+    for part, samples in parts.items():
+        images = [s.load_image() for s in samples]
+        grey = all(np.array_equal(im[..., 0], im[..., 1]) and np.array_equal(im[..., 0], im[..., 2])
+                   for im in images)
+        h = max(im.shape[0] for im in images)
+        w = max(im.shape[1] for im in images)
+        stack = np.zeros((len(images), h, w, 1 if grey else 3), dtype=np.uint8)
+        for i, im in enumerate(images):
+            stack[i, :im.shape[0], :im.shape[1]] = im[..., :1] if grey else im
+        arrays[part] = stack
+        arrays[f"{part}_sizes"] = np.array([im.shape[:2] for im in images])
+    np.savez(path, **arrays)
+
+
+def native_images(path: Path, part: str) -> list[np.ndarray]:
+    """The photos of ``part`` from ``write_native``'s cache, at their own size, RGB."""
+    data = np.load(path)
+    out = []
+    for im, (h, w) in zip(data[part], data[f"{part}_sizes"], strict=True):
+        im = im[:h, :w]
+        out.append(np.ascontiguousarray(np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im))
+    return out
 
 
 # -- child runs ------------------------------------------------------------------------------
@@ -147,9 +186,14 @@ def child_ours(spec: str, cache: Path, out: Path, seed: int) -> None:
     kind, overrides = parse_variant(spec)
     detector = create_detector(kind, weights="packaged", input_size=size, seed=seed,
                                **overrides)
-    train = [Sample(image=im, split="train") for im in data["train"]]
+    native = bool(overrides.get("native_resolution"))
+    if native:
+        parts = {p: native_images(cache.parent / NATIVE_CACHE, p) for p in ("train", "val")}
+    else:
+        parts = {p: data[p] for p in ("train", "val")}
+    train = [Sample(image=im, split="train") for im in parts["train"]]
     val = [Sample(image=im, labels=("defect",) if y else (), split="val")
-           for im, y in zip(data["val"], data["val_labels"], strict=True)]
+           for im, y in zip(parts["val"], data["val_labels"], strict=True)]
     before = _status_mb("VmRSS")
     started = time.perf_counter()
     report = detector.fit(train, val=val)
@@ -157,8 +201,14 @@ def child_ours(spec: str, cache: Path, out: Path, seed: int) -> None:
     memory = {"rss_before_fit_mb": before, "peak_rss_fit_mb": _status_mb("VmHWM")}
     report.pop("curves", None)
 
+    mask_size = tuple(int(v) for v in data["eval_masks"].shape[1:3])
+
     def run(chunk):  # one pass: scores and maps together
         s, m = detector.raw_scores(list(chunk))
+        if native:  # to the masks' grid, by area
+            m = [torch.nn.functional.interpolate(torch.from_numpy(x)[None, None],
+                                                 size=mask_size, mode="area")[0, 0].numpy()
+                 for x in m]
         return s, np.stack(m)
 
     result = {"detector": spec,
@@ -166,6 +216,9 @@ def child_ours(spec: str, cache: Path, out: Path, seed: int) -> None:
               "config": detector.config.model_dump(mode="json"),
               "model_mb": _state_mb(detector.model), **memory,
               "threshold": detector.post.threshold, "report": report}
+    if native:
+        del parts, train, val
+        data = {"eval": native_images(cache.parent / NATIVE_CACHE, "eval")}
     _score_and_finish(out, run, data, result)
 
 
@@ -447,7 +500,8 @@ def main() -> int:
     cache = args.work / "cache.npz"
     size = tuple(int(v) for v in args.img_size.lower().split("x")) if args.img_size else None
     print(f"preparing {args.data} ...", flush=True)
-    info = prepare(args.data, args.layout, size, cache, robust=not args.no_robust)
+    native = "native_resolution=true" in args.ours
+    info = prepare(args.data, args.layout, size, cache, robust=not args.no_robust, native=native)
     print(json.dumps(info), flush=True)
     anomalib_ok, why = False, ""
     if args.peers:
@@ -460,11 +514,12 @@ def main() -> int:
             anomalib_ok = probe.returncode == 0
             why = probe.stdout.strip() if anomalib_ok else probe.stderr.strip()[-300:]
         print(f"anomalib: {'version ' + why if anomalib_ok else 'NOT AVAILABLE: ' + why}")
-    runs = [("ours", k) for k in re.split(r",(?![^\[]*\])", args.ours) if k]
+    runs = [("ours", k) for k in re.split(r",(?![^\[{]*[\]}])", args.ours) if k]
     runs += [("anomalib", k) for k in args.peers.split(",") if k and anomalib_ok]
     rows = []
     for system, kind in runs:
-        out = args.work / f"{system}-{kind}".replace("=", "-").replace("+", "_")
+        out = args.work / re.sub(r"[^\w.-]", "", f"{system}-{kind}".replace("=", "-")
+                                 .replace("+", "_").replace(",", "_"))
         python = sys.executable if system == "ours" else str(args.anomalib_python)
         child_args = ["child", system, kind, str(cache), str(out), "--seed", str(args.seed),
                       "--max-candidates", str(args.max_candidates), "--bank", str(args.bank)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -188,7 +189,11 @@ def _export(args: argparse.Namespace) -> int:
     from kensa.models.training.export import export_artifact
 
     extra = [read_rgb(p) for p in expand_images(args.images)] if args.images else []
-    manifest = export_artifact(args.artifact, args.format, args.out, extra)
+    try:
+        manifest = export_artifact(args.artifact, args.format, args.out, extra)
+    except ValueError as exc:  # no export plan (e.g. a native-resolution detector)
+        print(f"kensa export: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps({"out": str(args.out or f"{args.artifact}-{args.format}"),
                       "runtime": manifest["runtime"], "parity": manifest["parity"]},
                      indent=2, default=float))

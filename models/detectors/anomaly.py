@@ -28,6 +28,7 @@ from kensa.models.base import Detector, DetectorConfig, Postprocess
 from kensa.models.data.samples import Sample
 from kensa.models.decision import ANOMALY_BAND, verdict_for
 from kensa.models.imaging import resize_map, to_tensor
+from kensa.models.tiling import TileConfig, TileGrid
 from kensa.models.types import Detection, EvidenceLayer, Finding, Task, Verdict
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,13 @@ class AnomalyConfig(DetectorConfig):
         0.99, description="threshold = max(this quantile, mean + 3 sd) of held-out good scores"
     )
     pixel_quantile: float = Field(0.999, description="good-pixel quantile = pixel threshold")
+    score_top_k: int = Field(1, ge=1, description="image score = mean of the k highest map "
+                                                  "pixels (1 = the maximum)")
+    native_resolution: bool = Field(
+        False, description="score each photo at its own resolution in overlapping tiles "
+        "(``tile``) instead of resizing it to input_size")
+    tile: TileConfig = Field(default_factory=TileConfig,
+                             description="tiles of the native-resolution mode")
     seed: int = 0
 
 
@@ -84,8 +92,33 @@ class AnomalyDetector(Detector):
         (e.g. one score per patch); the base upsamples them to the input size."""
 
     def image_scores(self, maps: torch.Tensor) -> torch.Tensor:
-        """Image score from (smoothed) maps; the maximum by default."""
-        return maps.flatten(1).amax(dim=1)
+        """Image score from (smoothed) maps: the mean of the ``score_top_k`` highest pixels
+        (the maximum by default)."""
+        flat = maps.flatten(1)
+        k = min(self.config.score_top_k, flat.shape[1])
+        return flat.amax(dim=1) if k == 1 else flat.topk(k, dim=1).values.mean(dim=1)
+
+    # -- native resolution ---------------------------------------------------------------------
+    def native_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """One photo as a normalised ``1 x 3 x H x W`` tensor at its own size."""
+        return to_tensor(image, tuple(image.shape[:2])).to(self.device)
+
+    def native_grid(self, x: torch.Tensor) -> TileGrid:
+        return TileGrid.for_image(int(x.shape[-2]), int(x.shape[-1]), self.config.tile)
+
+    def _maps_at_input(self, chunk: list[np.ndarray]) -> torch.Tensor:
+        """Raw maps at the pixels the detector scores: input size, or each photo's own size
+        (native mode: one photo per call, as sizes differ)."""
+        if self.config.native_resolution:
+            x = self.native_tensor(chunk[0])
+            m = self.score_maps(x).float()  # the padded photo's map at the feature stride
+            return self.native_grid(x).crop(m[:, None])[:, 0]
+        x = to_tensor(chunk, tuple(self.config.input_size)).to(self.device)
+        m = self.score_maps(x).float()
+        if m.shape[-2:] != x.shape[-2:]:
+            m = F.interpolate(m[:, None], size=x.shape[-2:], mode="bilinear",
+                              align_corners=False)[:, 0]
+        return m
 
     # -- scoring -------------------------------------------------------------------------------
     def _smooth(self, maps: torch.Tensor) -> torch.Tensor:
@@ -105,17 +138,14 @@ class AnomalyDetector(Detector):
     @torch.inference_mode()
     def raw_scores(self, images: Sequence[np.ndarray], batch_size: int = 8
                    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Raw image scores and smoothed maps at input size for a list of images."""
+        """Raw image scores and smoothed maps at input size (native mode: at each photo's
+        own size) for a list of images."""
         self.model.eval()
         scores, maps = [], []
+        if self.config.native_resolution:
+            batch_size = 1
         for start in range(0, len(images), batch_size):
-            chunk = list(images[start:start + batch_size])
-            x = to_tensor(chunk, tuple(self.config.input_size)).to(self.device)
-            m = self.score_maps(x).float()
-            if m.shape[-2:] != x.shape[-2:]:
-                m = F.interpolate(m[:, None], size=x.shape[-2:], mode="bilinear",
-                                  align_corners=False)[:, 0]
-            m = self._smooth(m)
+            m = self._smooth(self._maps_at_input(list(images[start:start + batch_size])))
             scores.append(self.image_scores(m).cpu().numpy())
             maps.extend(m.cpu().numpy())
         return np.concatenate(scores) if scores else np.zeros(0), maps

@@ -11,6 +11,11 @@ val images reach NLL ~1e4, image AUROC 0.826 / pixel 0.854 at 20 epochs), so the
 ``blocks.4`` (112 channels, stride 16: 20x8; 0.842 / 0.899 in the same run). The anomaly map is
 the per-position negative log-likelihood (per channel), upsampled to the input.
 ``augment`` adds seed 001's rotation/shift/scale augmentation (NF+DA).
+
+With ``native_resolution`` the stage's features of overlapping tiles at the photo's own size are
+stitched into one map (``kensa.models.tiling``); the couplings are convolutional, so they run on
+the whole stitched map, and they are trained on ``native_crops`` random square crops of each
+good map per epoch (one tile's worth of positions each), which keeps a batch's size fixed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from kensa.models.data.robust import random_pose
 from kensa.models.detectors.anomaly import AnomalyConfig, AnomalyDetector
 from kensa.models.imaging import to_tensor
 from kensa.models.registry import register_detector
+from kensa.models.tiling import tiled
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,8 @@ class FlowConfig(AnomalyConfig):
     warmup_fraction: float = Field(0.1, description="share of steps with linear warm-up")
     weight_decay: float = 1e-5
     augment: bool = Field(False, description="rotation/shift/scale augmentation (NF+DA)")
+    native_crops: int = Field(4, ge=1, description="native mode: random tile-sized crops of "
+                                                   "each good feature map per epoch")
 
 
 class StageFeatures(nn.Module):
@@ -161,7 +169,96 @@ class Flow(AnomalyDetector):
         return model, origin
 
     def score_maps(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.native_resolution:
+            model: FlowModel = self.model  # type: ignore[assignment]
+            return model.flow(self._standardise(self._native_features(x)))
         return self.model(x)
+
+    def _native_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The stage's stitched features of one photo at its own size (padded to the grid)."""
+        return tiled(self.model.features, x, self.config.tile)[0]
+
+    def _standardise(self, f: torch.Tensor) -> torch.Tensor:
+        model: FlowModel = self.model  # type: ignore[assignment]
+        return (f - model.feature_mean[:, None, None]) / model.feature_std[:, None, None]
+
+    def _crops(self, maps: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """``native_crops`` random tile-sized crops of every (standardised) feature map."""
+        side = self._tile_side()
+        out = []
+        for f in maps:
+            h, w = f.shape[-2:]
+            for _ in range(self.config.native_crops):
+                y = int(torch.randint(h - side + 1, (1,), generator=generator))
+                x = int(torch.randint(w - side + 1, (1,), generator=generator))
+                out.append(f[:, :, y:y + side, x:x + side])
+        return torch.cat(out)
+
+    def _tile_side(self) -> int:
+        """Side of one tile's feature map (the tile size over the stage's stride)."""
+        probe = torch.zeros(1, 3, self.config.tile.size, self.config.tile.size,
+                            device=self.device)
+        with torch.inference_mode():
+            return int(self.model.features(probe).shape[-1])
+
+    def _fit_native(self, images: Sequence[np.ndarray], epochs: int, batch_size: int
+                    ) -> dict[str, Any]:
+        cfg = self.config
+        model: FlowModel = self.model  # type: ignore[assignment]
+        model.eval()
+        with torch.inference_mode():
+            maps = [self._native_features(self.native_tensor(im)).clone() for im in images]
+        flat = torch.cat([f.flatten(2) for f in maps], dim=2)[0]  # C x positions
+        model.feature_mean = flat.mean(dim=1).contiguous()
+        std = flat.std(dim=1)
+        model.feature_std = std.clamp_min(float(0.1 * std.median()) + 1e-6).contiguous()
+        maps = [self._standardise(f) for f in maps]
+        del flat
+        generator = torch.Generator().manual_seed(cfg.seed)
+        history = self._train(lambda: self._crops(maps, generator), epochs, batch_size,
+                              generator)
+        h, w = maps[0].shape[-2:]
+        return {"epochs": epochs, "feature_map": [int(maps[0].shape[1]), int(h), int(w)],
+                "stage": f"blocks.{cfg.stage}", "native_resolution": True,
+                "crops_per_image": cfg.native_crops,
+                "final_nll": round(history[-1], 5), "curves": {"nll": history}}
+
+    def _train(self, epoch_features, epochs: int, batch_size: int,
+               generator: torch.Generator) -> list[float]:
+        """Train the couplings by NLL; ``epoch_features()`` gives each epoch's standardised
+        feature maps (``N x C x h x w``)."""
+        cfg = self.config
+        model: FlowModel = self.model  # type: ignore[assignment]
+        params = [p for c in model.couplings for p in c.parameters()]
+        optimizer = torch.optim.Adam(params, lr=cfg.lr_min, weight_decay=cfg.weight_decay)
+        history: list[float] = []
+        step, total, warmup = 0, None, 0
+        model.couplings.train()
+        for _epoch in tqdm(range(epochs), desc="flow epochs", unit="epoch"):
+            feats = epoch_features()
+            n = feats.shape[0]
+            if total is None:
+                total = epochs * math.ceil(n / batch_size)
+                warmup = int(cfg.warmup_fraction * total)
+            order = torch.randperm(n, generator=generator)
+            running = 0.0
+            for start in range(0, n, batch_size):
+                batch = feats[order[start:start + batch_size]].clone()
+                if batch.shape[0] < 2 and n >= 2:
+                    continue  # BatchNorm needs two samples
+                for group in optimizer.param_groups:
+                    group["lr"] = warmup_cosine(step, total, warmup, cfg.lr_min, cfg.lr_max)
+                loss = model.flow(batch).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 10.0)
+                optimizer.step()
+                running += float(loss.detach()) * batch.shape[0]
+                step += 1
+            history.append(running / n)
+        model.eval()
+        log.info("flow: final NLL per channel %.4f after %d epochs", history[-1], epochs)
+        return history
 
     def _features(self, images: Sequence[np.ndarray], augment: Any = None) -> torch.Tensor:
         model: FlowModel = self.model  # type: ignore[assignment]
@@ -183,6 +280,11 @@ class Flow(AnomalyDetector):
         epochs = epochs or cfg.epochs
         batch_size = batch_size or cfg.batch_size
         augment = cfg.augment if augment is None else augment
+        if cfg.native_resolution:
+            if augment:
+                raise ValueError("flow: pose augmentation is not available at native "
+                                 "resolution")
+            return self._fit_native(images, epochs, batch_size)
         model: FlowModel = self.model  # type: ignore[assignment]
         model.eval()
         plain = self._features(images)
@@ -191,38 +293,14 @@ class Flow(AnomalyDetector):
         # a floor keeps near-constant channels from turning small test deviations into huge z
         model.feature_std = std.clamp_min(float(0.1 * std.median()) + 1e-6).contiguous()
         pose = random_pose(cfg.seed) if augment else None
-        params = [p for c in model.couplings for p in c.parameters()]
-        optimizer = torch.optim.Adam(params, lr=cfg.lr_min, weight_decay=cfg.weight_decay)
-        n = plain.shape[0]
-        steps_per_epoch = math.ceil(n / batch_size)
-        total = epochs * steps_per_epoch
-        warmup = int(cfg.warmup_fraction * total)
         generator = torch.Generator().manual_seed(cfg.seed)
-        history: list[float] = []
-        step = 0
-        model.couplings.train()
-        for _epoch in tqdm(range(epochs), desc="flow epochs", unit="epoch"):
+
+        def epoch_features() -> torch.Tensor:
             # NF+DA: a fresh random pose of every image each epoch (features recomputed)
             feats = plain if pose is None else self._features(images, pose)
-            feats = (feats - model.feature_mean[:, None, None]) / model.feature_std[:, None, None]
-            order = torch.randperm(n, generator=generator)
-            running = 0.0
-            for start in range(0, n, batch_size):
-                batch = feats[order[start:start + batch_size]].clone()
-                if batch.shape[0] < 2 and n >= 2:
-                    continue  # BatchNorm needs two samples
-                for group in optimizer.param_groups:
-                    group["lr"] = warmup_cosine(step, total, warmup, cfg.lr_min, cfg.lr_max)
-                loss = model.flow(batch).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 10.0)
-                optimizer.step()
-                running += float(loss.detach()) * batch.shape[0]
-                step += 1
-            history.append(running / n)
-        model.eval()
-        log.info("flow: final NLL per channel %.4f after %d epochs", history[-1], epochs)
+            return self._standardise(feats)
+
+        history = self._train(epoch_features, epochs, batch_size, generator)
         h, w = plain.shape[-2:]
         return {"epochs": epochs, "feature_map": [int(plain.shape[1]), int(h), int(w)],
                 "stage": f"blocks.{cfg.stage}", "augment": bool(augment),

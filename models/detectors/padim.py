@@ -6,6 +6,12 @@ As in the paper, a random subset of ``d`` channels of the concatenated levels is
 d = 144 is 640 x 144 x 144 x 4 B = 53 MB; ``grid_stride`` trades resolution for memory.
 EfficientNet-Lite0's levels 1-3 have only 144 channels, so by default all are kept: on
 KolektorSDD that scored image AUROC 0.851 against 0.832 for a random 100 (docs/RESULTS.md).
+
+With ``native_resolution`` photos keep their own size and differ in size, so a Gaussian per
+photo position cannot exist; the Gaussians are per position *within a tile*, shared by every
+tile of every photo (``kensa.models.tiling``): the statistics are translation-invariant at the
+tile period, memory is ``(tile / grid_stride)^2 x d x d`` whatever the photo size, and the
+network's padding effects at tile borders are learned where they occur.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from kensa.models.backbones import WeightsOrigin, create_backbone
 from kensa.models.detectors.anomaly import AnomalyConfig, AnomalyDetector
 from kensa.models.imaging import to_tensor
 from kensa.models.registry import register_detector
+from kensa.models.tiling import tiled
 
 log = logging.getLogger(__name__)
 
@@ -99,21 +106,42 @@ class Padim(AnomalyDetector):
         return model, origin
 
     def score_maps(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.native_resolution:  # per-tile maps, stitched
+            return tiled(lambda t: self.model(t)[:, None], x, self.config.tile)[0][:, 0]
         return self.model(x)
+
+    def _embed_images(self, images: Sequence[np.ndarray], batch_size: int):
+        """Grid features batch by batch; native mode: the tiles of one photo as a batch."""
+        model: PadimModel = self.model  # type: ignore[assignment]
+        if self.config.native_resolution:
+            for image in images:
+                x = self.native_tensor(image)
+                grid = self.native_grid(x)
+                yield model.embed(grid.split(grid.pad(x)))
+            return
+        for start in range(0, len(images), batch_size):
+            x = to_tensor(list(images[start:start + batch_size]),
+                          tuple(self.config.input_size)).to(self.device)
+            yield model.embed(x)
 
     @torch.inference_mode()
     def fit_good(self, images: Sequence[np.ndarray], batch_size: int = 8,
                  **_: Any) -> dict[str, Any]:
         """Accumulate per-position sums and outer products (memory independent of N)."""
+        return self.set_gaussians(*self.accumulate(images, batch_size))
+
+    @torch.inference_mode()
+    def accumulate(self, images: Sequence[np.ndarray], batch_size: int = 8
+                   ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Per-position feature sums, outer-product sums and the sample count of ``images``;
+        partial sums of disjoint image sets add up (a fit may be split across processes)."""
         model: PadimModel = self.model  # type: ignore[assignment]
         model.eval()
         total = outer = None
         n = 0
-        for start in tqdm(range(0, len(images), batch_size), desc="padim features",
-                          unit="batch"):
-            x = to_tensor(list(images[start:start + batch_size]),
-                          tuple(self.config.input_size)).to(self.device)
-            emb = model.embed(x).double()
+        for emb in tqdm(self._embed_images(images, batch_size), desc="padim features",
+                        unit="batch"):
+            emb = emb.double()
             b, d, h, w = emb.shape
             flat = emb.permute(2, 3, 0, 1).reshape(h * w, b, d)
             if total is None:
@@ -123,6 +151,13 @@ class Padim(AnomalyDetector):
             outer += torch.bmm(flat.transpose(1, 2), flat)
             n += b
         assert total is not None and outer is not None
+        return total, outer, n
+
+    @torch.inference_mode()
+    def set_gaussians(self, total: torch.Tensor, outer: torch.Tensor, n: int
+                      ) -> dict[str, Any]:
+        """Mean and regularised inverse covariance per position from ``accumulate``'s sums."""
+        model: PadimModel = self.model  # type: ignore[assignment]
         mean = total / n
         covariance = (outer - n * torch.einsum("pi,pj->pij", mean, mean)) / max(1, n - 1)
         eye = torch.eye(covariance.shape[-1], dtype=covariance.dtype, device=self.device)

@@ -6,6 +6,10 @@ Differences from anomalib's implementation, for a CPU-only plant PC:
   seconds instead of half an hour; the bank is stored in float16;
 - nearest-neighbour search is chunked, so memory stays flat whatever the bank size;
 - thresholds and the heatmap scale come from held-out good images (``AnomalyDetector``).
+
+With ``native_resolution`` the patch features of overlapping tiles at the photo's own size are
+stitched into one map (``kensa.models.tiling``) and searched as they are; the fit samples the
+same number of candidate patches per image as at reduced size, so the bank stays bounded.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from kensa.models.backbones import WeightsOrigin, create_backbone
 from kensa.models.detectors.anomaly import AnomalyConfig, AnomalyDetector
 from kensa.models.imaging import to_tensor
 from kensa.models.registry import register_detector
+from kensa.models.tiling import tiled
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +85,10 @@ class PatchCoreModel(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        emb = self.embed(x)
+        return self.distance_map(self.embed(x))
+
+    def distance_map(self, emb: torch.Tensor) -> torch.Tensor:
+        """Patch distances ``B x h x w`` of embeddings ``B x D x h x w``."""
         b, d, h, w = emb.shape
         patches = emb.permute(0, 2, 3, 1).reshape(-1, d)
         return self.nearest_distance(patches).view(b, h, w)
@@ -135,7 +143,24 @@ class PatchCore(AnomalyDetector):
         return model, origin
 
     def score_maps(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.native_resolution:
+            return self.model.distance_map(self._native_embed(x))
         return self.model(x)
+
+    def _native_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Stitched patch features of one photo at its own size (padded to the tile grid)."""
+        return tiled(self.model.embed, x, self.config.tile)[0]
+
+    def _embed_images(self, images: Sequence[np.ndarray], batch_size: int):
+        """Patch embeddings batch by batch (native mode: one photo at a time)."""
+        if self.config.native_resolution:
+            for image in images:
+                yield self._native_embed(self.native_tensor(image))
+            return
+        for start in range(0, len(images), batch_size):
+            x = to_tensor(list(images[start:start + batch_size]),
+                          tuple(self.config.input_size)).to(self.device)
+            yield self.model.embed(x)
 
     @torch.inference_mode()
     def fit_good(self, images: Sequence[np.ndarray], batch_size: int = 8,
@@ -146,18 +171,15 @@ class PatchCore(AnomalyDetector):
         collected: list[torch.Tensor] = []
         total = 0
         per_image_keep = None
-        for start in tqdm(range(0, len(images), batch_size), desc="patchcore features",
-                          unit="batch"):
-            x = to_tensor(list(images[start:start + batch_size]),
-                          tuple(self.config.input_size)).to(self.device)
-            emb = model.embed(x)
+        for emb in tqdm(self._embed_images(images, batch_size), desc="patchcore features",
+                        unit="batch"):
             patches = emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]).float().cpu()
             total += patches.shape[0]
             if per_image_keep is None:  # bound candidate memory: sample evenly per batch
-                per_patch = patches.shape[0] / x.shape[0]
+                per_patch = patches.shape[0] / emb.shape[0]
                 per_image_keep = max(1, int(self.config.max_candidates / max(1, len(images))))
                 per_image_keep = min(per_image_keep, int(per_patch))
-            keep = per_image_keep * x.shape[0]
+            keep = per_image_keep * emb.shape[0]
             if keep < patches.shape[0]:
                 patches = patches[torch.randperm(patches.shape[0], generator=generator)[:keep]]
             collected.append(patches)

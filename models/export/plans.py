@@ -41,6 +41,11 @@ def plan_for(detector: Detector) -> ExportPlan:
     from kensa.models.detectors.segmenter import DefectSegmenter
     from kensa.models.detectors.vae import Vae
 
+    if getattr(detector.config, "native_resolution", False):
+        raise ValueError(
+            f"detector {detector.name!r} scores at native resolution (tiles of varying number, "
+            "stitched in Python); its graph cannot be exported yet: serve it with torch, or "
+            "export a detector trained with native_resolution=false")
     plans: dict[type, ExportPlan] = {
         DefectClassifier: ExportPlan(
             "forward_features", _classifier_head,

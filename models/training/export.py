@@ -29,12 +29,13 @@ def export_artifact(source: Path, fmt: str, out: Path | None = None,
     if fmt not in FORMAT_RUNTIME:
         raise ValueError(f"unknown format {fmt!r}; choose onnx or openvino")
     source, out = Path(source), Path(out or f"{source}-{fmt}")
+    eager = load(source, device="cpu", runtime="torch")
+    plan_for(eager)  # a kind (or mode) without an export plan is refused before writing
     out.mkdir(parents=True, exist_ok=True)
     if out.resolve() != source.resolve():
         for item in source.iterdir():
             if item.is_file() and item.name != MANIFEST:
                 shutil.copy2(item, out / item.name)
-    eager = load(source, device="cpu", runtime="torch")
     images = parity_images(extra=extra_images or [])
     files = export_graph(eager, fmt, out, images)
     exported = load(source, device="cpu", runtime="torch")

@@ -1,0 +1,90 @@
+"""Native-resolution good-only detectors (PatchCore, PaDiM, flow scoring tiles of the photo at
+its own size): they separate synthetic defects, give maps at each photo's own size, round-trip
+as artifacts, and export refuses them clearly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from kensa.models import create_detector, get_spec, load_detector
+from kensa.models.artifacts import save
+from kensa.models.data.synthetic import SteelStripGenerator
+from kensa.models.training.export import export_artifact
+
+SIZE = (128, 512)
+TILE = {"size": 128, "overlap": 32}
+KINDS = ("patchcore", "padim", "flow")
+NATIVE = {"patchcore": {"max_bank": 2048}, "padim": {}, "flow": {"epochs": 6}}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return SteelStripGenerator(size=SIZE, seed=11)
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def fitted(request, generator):
+    kind = request.param
+    config = {**get_spec(kind).quick, **NATIVE[kind], "native_resolution": True, "tile": TILE}
+    detector = create_detector(kind, **config)
+    report = detector.fit(generator.samples(n_good=16, n_defective=0))
+    return detector, report
+
+
+@pytest.fixture(scope="module")
+def held_out(generator):
+    good = [generator.good(1000 + i).image for i in range(8)]
+    bad = [generator.defective(2000 + i).image for i in range(8)]
+    return good, bad
+
+
+def test_native_variants_separate_synthetic_defects(fitted, held_out):
+    detector, _ = fitted
+    good, bad = held_out
+    scores = [d.anomaly_score for d in detector.predict_batch(good + bad)]
+    assert roc_auc_score([0] * len(good) + [1] * len(bad), scores) > 0.9
+
+
+def test_maps_are_at_each_photos_own_size(fitted, held_out, generator):
+    detector, _ = fitted
+    good, _ = held_out
+    assert detector.config.input_size != SIZE  # the input size is not used in native mode
+    other = SteelStripGenerator(size=(96, 300), seed=3).good(0).image  # off the 32-grid
+    for image in (good[0], other):
+        heat = detector.predict(image).layer("heatmap").values
+        assert heat.shape == image.shape[:2]
+        assert np.isfinite(heat).all()
+
+
+def test_native_artifact_round_trip_gives_identical_outputs(fitted, held_out, tmp_path):
+    detector, _ = fitted
+    good, bad = held_out
+    images = good[:2] + bad[:2]
+    save(detector, tmp_path / detector.kind)
+    loaded = load_detector(tmp_path / detector.kind)
+    assert loaded.config.native_resolution and loaded.config.tile == detector.config.tile
+    assert loaded.post == detector.post
+    for a, b in zip(detector.predict_batch(images), loaded.predict_batch(images), strict=True):
+        assert a.anomaly_score == b.anomaly_score and a.verdict == b.verdict
+        np.testing.assert_array_equal(a.layer("heatmap").values, b.layer("heatmap").values)
+
+
+def test_export_refuses_native_variants_before_writing(fitted, tmp_path):
+    detector, _ = fitted
+    source = save(detector, tmp_path / f"{detector.kind}-native")
+    out = tmp_path / "exported"
+    with pytest.raises(ValueError, match="native resolution"):
+        export_artifact(source, "onnx", out)
+    assert not out.exists()
+
+
+def test_top_k_image_score_is_the_mean_of_the_highest_pixels(generator):
+    detector = create_detector("padim", **get_spec("padim").quick, score_top_k=3)
+    import torch
+
+    maps = torch.tensor([[[0.0, 5.0], [1.0, 3.0]]])
+    assert detector.image_scores(maps).item() == pytest.approx(3.0)
