@@ -5,14 +5,17 @@ datasets, a retrain from reviews, and bad input answered 4xx with nothing writte
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 from backend_testing import STRIP_SIZE, Service, encode, make_settings, running_service
 from PIL import Image
 
+from kensa.backend.jobs.retrain import held_out
 from kensa.models.data.synthetic import SteelStripGenerator
 
 pytestmark = pytest.mark.anyio
@@ -240,3 +243,88 @@ async def test_uncertain_share_queues_scores_nearest_the_threshold(tmp_path: Pat
         assert record["review_status"] == ("open" if expected else None)
     assert "uncertain" in reasons.values() and len(reasons) < len(records) + 3
     assert all(reasons.get(r["id"]) in (None, "review") for r in quiet)
+
+
+async def wait_job(svc: Service, job_id: str, timeout: float = 300) -> dict:
+    deadline = anyio.current_time() + timeout
+    while True:
+        job = (await svc.client.get(f"{API}/jobs/{job_id}")).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        assert anyio.current_time() < deadline, job
+        await anyio.sleep(0.2)
+
+
+async def retrain(svc: Service, **config) -> dict:
+    response = await svc.client.post(f"{API}/jobs", json={
+        "kind": "retrain_from_reviews", "name": "patchcore", "config": config,
+        "created_by": "tester"})
+    assert response.status_code == 202, response.text
+    return await wait_job(svc, response.json()["id"])
+
+
+async def test_retrain_from_reviews_learns_a_confirmed_good_photo(tmp_path: Path,
+                                                                  model_dir: Path) -> None:
+    share = 0.5
+    settings = make_settings(tmp_path, model_dir, review_uncertain_share=0.0,
+                             review_random_share=1.0)
+    async with running_service(settings) as svc:
+        http = svc.client
+        # a strip the machine flags that a person judges acceptable, outside the held-out share
+        flagged = None
+        for i in range(40):
+            image = GEN.defective(100 + i).image
+            record = await inspect(svc, image)
+            if record["anomaly_score"] > 1.2 and not held_out(uuid.UUID(record["id"]), share):
+                flagged = (image, record)
+                break
+        assert flagged is not None
+        image, record = flagged
+        assert (await http.post(f"{API}/inspections/{record['id']}/review",
+                                json={"decision": "ok"})).status_code == 200
+        others = [await inspect(svc, GEN.good(300 + i).image) for i in range(3)] + [
+            await inspect(svc, GEN.defective(300 + i).image) for i in range(3)]
+        for other, decision in zip(others, ["ok"] * 3 + ["defect"] * 3, strict=True):
+            response = await http.post(f"{API}/inspections/{other['id']}/review",
+                                       json={"decision": decision})
+            assert response.status_code == 200
+        kept_out = [o for o in [record, *others] if held_out(uuid.UUID(o["id"]), share)]
+        learnable = [o for o in [record, *others[:3]]
+                     if not held_out(uuid.UUID(o["id"]), share)]
+
+        job = await retrain(svc, holdout_share=share)
+        assert job["status"] == "succeeded", job["message"]
+        metrics = job["metrics"]
+        assert metrics["n_update"] == len(learnable) and metrics["parent"] == record[
+            "runs"][0]["version"]
+        assert metrics["held_out_reviews"]["n"] == len(kept_out)
+        assert set(metrics["held_out_reviews"]) >= {"candidate", "active"}
+        listed = (await http.get(f"{API}/detectors/patchcore/versions")).json()
+        [candidate] = [v for v in listed if v["version"] == job["version"]]
+        assert candidate["state"] == "candidate" and candidate["parent"] == metrics["parent"]
+
+        # nothing changed before anyone activates it; after, the photo passes
+        again = await inspect(svc, image)
+        assert again["anomaly_score"] == pytest.approx(record["anomaly_score"], rel=1e-4)
+        response = await http.post(
+            f"{API}/detectors/patchcore/versions/{job['version']}/activate")
+        assert response.status_code == 200, response.text
+        again = await inspect(svc, image)
+        assert again["runs"][0]["version"] == job["version"]
+        assert again["anomaly_score"] < 1.0 and again["verdict"] == "ok"
+        first = (await http.get(f"{API}/inspections/{record['id']}")).json()
+        assert machine(first) == machine(record)  # the old record keeps its machine verdict
+
+        # learnt photos are not learnt twice; bad requests are refused
+        job = await retrain(svc, holdout_share=share)
+        assert job["status"] == "failed" and "no newly confirmed good" in job["message"]
+        jobs_before = svc.count("job")
+        for body, status in (
+                ({"kind": "retrain_from_reviews", "name": "nope"}, 404),
+                ({"kind": "retrain_from_reviews", "name": "patchcore",
+                  "config": {"holdout_share": 1.5}}, 422),
+                ({"kind": "forget", "name": "patchcore"}, 422),
+                ({"kind": "train", "name": "patchcore"}, 422)):
+            response = await http.post(f"{API}/jobs", json=body)
+            assert response.status_code == status, response.text
+        assert svc.count("job") == jobs_before
