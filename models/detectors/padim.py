@@ -131,14 +131,33 @@ class Padim(AnomalyDetector):
         return self.set_gaussians(*self.accumulate(images, batch_size))
 
     @torch.inference_mode()
-    def accumulate(self, images: Sequence[np.ndarray], batch_size: int = 8
-                   ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Per-position feature sums, outer-product sums and the sample count of ``images``;
-        partial sums of disjoint image sets add up (a fit may be split across processes)."""
+    def update_good(self, images: Sequence[np.ndarray], batch_size: int = 8,
+                    **_: Any) -> dict[str, Any]:
+        """Fold new good images into the Gaussians: the running sums are recovered exactly
+        from the mean, the inverse covariance and the count of images seen (training data
+        metadata), then the new images are added to them."""
+        model: PadimModel = self.model  # type: ignore[assignment]
+        n = int(self.metadata.training_data.get("n_good_fit", 0))
+        if model.mean.shape[0] == 0 or n < 2:
+            raise RuntimeError("PaDiM has no Gaussians (or no count of images seen); fit it")
+        mean = model.mean.double()
+        eye = torch.eye(mean.shape[1], dtype=torch.float64, device=mean.device)
+        covariance = torch.linalg.inv(model.inv_covariance.double())
+        covariance -= self.config.regularization * eye
+        outer = (n - 1) * covariance + n * torch.einsum("pi,pj->pij", mean, mean)
+        report = self.set_gaussians(*self.accumulate(images, batch_size, n * mean, outer, n))
+        report["n_before"] = n
+        return report
+
+    @torch.inference_mode()
+    def accumulate(self, images: Sequence[np.ndarray], batch_size: int = 8,
+                   total: torch.Tensor | None = None, outer: torch.Tensor | None = None,
+                   n: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Per-position feature sums, outer-product sums and the sample count of ``images``,
+        added to the given ones; partial sums of disjoint image sets add up (a fit may be split
+        across processes, or continued with new good images)."""
         model: PadimModel = self.model  # type: ignore[assignment]
         model.eval()
-        total = outer = None
-        n = 0
         for emb in tqdm(self._embed_images(images, batch_size), desc="padim features",
                         unit="batch"):
             emb = emb.double()
