@@ -113,13 +113,17 @@ def agreement_pseudo_labels(classifier: DefectClassifier, segmenter: DefectSegme
     """Pseudo-labelled samples for the photos where the two models agree on the set of labels
     (an agreed good photo is kept too, with no masks); returns ``(kept, dropped)``."""
     probs = classifier.probabilities(list(images))
-    detections = segmenter.predict_batch(list(images))
+    maps = segmenter.probability_maps(list(images))
     kept, dropped = [], 0
-    for k, (image, p, det) in enumerate(zip(images, probs, detections, strict=True)):
+    for k, (image, p, prob) in enumerate(zip(images, probs, maps, strict=True)):
         said = {lab for lab, v in zip(classifier.labels, p, strict=True)
                 if v >= classifier.threshold_for(lab) and lab in segmenter.labels}
-        masks = segmenter.label_masks(det, image.shape[:2])
-        drawn = {lab for lab, m in masks.items() if m.any()}
+        size = image.shape[:2]
+        # confident masks only: the tuned threshold itself, not the review band below it
+        masks = {lab: segmenter.masks_from_probs(np.clip(resize_map(prob[c], size), 0, 1), lab)
+                 for c, lab in enumerate(segmenter.labels)}
+        masks = {lab: m for lab, m in masks.items() if m.any()}
+        drawn = set(masks)
         if said != drawn:
             dropped += 1
             continue
