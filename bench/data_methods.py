@@ -44,7 +44,8 @@ def bootstrap(values: np.ndarray, seed: int = 0) -> list[float]:
 
 def run(name: str, args, dataset) -> dict:
     from kensa.models.registry import create_detector
-    from kensa.models.synthesis.base import create_generator, synthetic_samples, write_synthetic
+    from kensa.models.synthesis.base import synthetic_samples, write_synthetic
+    from kensa.models.synthesis.registry import create_generator
 
     parts = name.split("+")
     recipe = parts[0] if parts[0] != "minority" else "flips"

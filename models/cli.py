@@ -46,7 +46,7 @@ def _recipes() -> tuple[str, ...]:
 
 
 def _generators() -> tuple[str, ...]:
-    from kensa.models.synthesis.base import list_generators
+    from kensa.models.synthesis.registry import list_generators
 
     return tuple(list_generators())
 

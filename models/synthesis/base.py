@@ -71,23 +71,6 @@ def register_generator(method: str, description: str
     return wrap
 
 
-def list_generators() -> dict[str, str]:
-    _load_builtin()
-    return {name: desc for name, (_, desc) in _GENERATORS.items()}
-
-
-def create_generator(method: str, **options: Any) -> Generator:
-    _load_builtin()
-    if method not in _GENERATORS:
-        raise ValueError(f"unknown synthesis method {method!r}; known: "
-                         f"{', '.join(_GENERATORS)}")
-    return _GENERATORS[method][0](**options)
-
-
-def _load_builtin() -> None:
-    from kensa.models.synthesis import dcgan, inpaint, vae  # noqa: F401  (they register)
-
-
 def is_synthetic_name(name: str) -> bool:
     return Path(name).name.startswith(SYNTHETIC_PREFIX)
 

@@ -9,8 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 from kensa.models.data.layouts import load_dataset
-from kensa.models.synthesis.base import create_generator, write_synthetic
+from kensa.models.synthesis.base import write_synthetic
 from kensa.models.synthesis.inpaint import WeightsRequired
+from kensa.models.synthesis.registry import create_generator
 
 
 def synthesize(data: Path, label: str, method: str, count: int, out: Path, *,

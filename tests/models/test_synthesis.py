@@ -16,8 +16,9 @@ from kensa.cli import main
 from kensa.models.artifacts import load_detector
 from kensa.models.data.layouts import load_dataset
 from kensa.models.data.synthetic import write_dataset
-from kensa.models.synthesis.base import create_generator, list_generators, synthetic_samples
+from kensa.models.synthesis.base import synthetic_samples
 from kensa.models.synthesis.dcgan import DcganD, DcganG, dcgan_init
+from kensa.models.synthesis.registry import create_generator, list_generators
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
