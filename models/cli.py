@@ -40,6 +40,18 @@ def _layouts() -> tuple[str, ...]:
     return list_layouts()
 
 
+def _recipes() -> tuple[str, ...]:
+    from kensa.models.data.recipes import list_recipes
+
+    return list_recipes()
+
+
+def _generators() -> tuple[str, ...]:
+    from kensa.models.synthesis.registry import list_generators
+
+    return tuple(list_generators())
+
+
 def _kinds(task: str | None = None, learns_from: str | None = None) -> Callable[[], list[str]]:
     def names() -> list[str]:
         from kensa.models.registry import list_detectors
@@ -97,6 +109,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--patience", type=int, default=5, help="early-stopping patience")
         p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
         p.add_argument("--rotate", action="store_true", help="add rotation augmentation")
+        p.add_argument("--augment", default="default", metavar="RECIPE",
+                       choices=RegistryChoices(_recipes),
+                       help="augmentation recipe: %(choices)s (default: default = flips + "
+                            "brightness/contrast; recorded in the artifact)")
+        p.add_argument("--synthetic", type=Path, metavar="DIR",
+                       help="add the marked images of a `kensa synthesize` folder to the "
+                            "training split only")
+        p.add_argument("--tiles", type=int, default=0, metavar="N",
+                       help="cut each photo into N tiles along its long side, skip dark "
+                            "tiles, for training and inference (seed 003: 6)")
         p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
         p.add_argument("--dedupe", action="store_true",
                        help="group rotated/flipped near-duplicates and split by group "
@@ -109,8 +131,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="good-only detector kind: %(choices)s (default: patchcore)")
     p.add_argument("--epochs", type=int, help="epochs for trained detectors (flow, vae, inpaint)")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--augment", action="store_true",
-                   help="rotation/shift/scale augmentation while fitting (seed 001's NF+DA)")
+    p.add_argument("--augment", nargs="?", const="pose", choices=("pose",), metavar="pose",
+                   help="rotation/shift/scale augmentation while fitting (seed 001's NF+DA; "
+                        "the 'pose' recipe)")
     p.set_defaults(handler=_train_anomaly)
 
     ev = subparsers.add_parser("eval", help="held-out metrics of a trained artifact")
@@ -143,6 +166,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--images", type=Path, nargs="*", default=[],
                     help="real images (files or folders) added to the synthetic parity strips")
     ex.set_defaults(handler=_export)
+
+    gen = subparsers.add_parser("synthesize", help="synthesise images of a rare defect label "
+                                                   "(marked synthetic)")
+    gen.add_argument("--data", type=Path, required=True, help="dataset root (its train split)")
+    gen.add_argument("--layout", choices=RegistryChoices(_layouts, "auto"), default="auto",
+                     metavar="LAYOUT", help="dataset layout: %(choices)s (default: auto)")
+    gen.add_argument("--label", required=True, help="the defect label to synthesise")
+    gen.add_argument("--method", required=True, choices=RegistryChoices(_generators),
+                     metavar="METHOD", help="generator: %(choices)s")
+    gen.add_argument("--count", type=int, required=True, help="images to write")
+    gen.add_argument("--out", type=Path, required=True,
+                     help="output folder (images go to OUT/<label>/synthetic_*.png)")
+    gen.add_argument("--size", type=int, default=64,
+                     help="generator side in px (DCGAN: 64 or 128; seed 003 went 64 then 128)")
+    gen.add_argument("--epochs", type=int, default=50)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--limit", type=int, help="train on only the first N images of the label")
+    gen.add_argument("--weights", help="inpaint: local diffusers inpainting pipeline folder")
+    gen.add_argument("--device", help="cpu, cuda ... (default: cpu)")
+    gen.set_defaults(handler=_synthesize)
 
     sy = subparsers.add_parser("synth", help="write synthetic steel strips with masks")
     sy.add_argument("--out", type=Path, required=True)
@@ -198,6 +241,12 @@ def _export(args: argparse.Namespace) -> int:
                       "runtime": manifest["runtime"], "parity": manifest["parity"]},
                      indent=2, default=float))
     return 0 if manifest["parity"]["passed"] else 1
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    from kensa.models.synthesis.run import synthesize_from_args
+
+    return synthesize_from_args(args)
 
 
 def _synth(args: argparse.Namespace) -> int:

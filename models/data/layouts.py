@@ -152,6 +152,7 @@ class Dataset:
             "mask_kind": self.mask_kind,
             "n_samples": len(self.samples),
             "n_groups": len({s.group for s in self.samples}),
+            "n_synthetic": sum(bool(s.meta.get("synthetic")) for s in self.samples),
             "split_source": self.split_source,
             "splits": splits,
             "notes": list(self.notes),
@@ -194,7 +195,25 @@ def load_dataset(root: str | Path, layout: str = "auto", seed: int = 0,
             ds.resplit(seed, val_fraction, test_fraction)
             return ds
     ds.split_source = _assign_splits(ds.samples, seed, val_fraction, test_fraction)
+    _keep_synthetic_in_train(ds)
     return ds
+
+
+SYNTHETIC_PREFIX = "synthetic_"
+"""File-name prefix of images written by ``kensa synthesize`` (kensa.models.synthesis)."""
+
+
+def _keep_synthetic_in_train(ds: Dataset) -> None:
+    """Synthetic images found in a layout are marked and never held out (a held-out figure
+    on generated images would say nothing about real ones)."""
+    marked = 0
+    for sample in ds.samples:
+        if sample.name.startswith(SYNTHETIC_PREFIX):
+            sample.meta["synthetic"] = True
+            sample.split = "train"
+            marked += 1
+    if marked:
+        ds.notes.append(f"{marked} synthetic images (kept in train)")
 
 
 def _assign_splits(samples: list[Sample], seed: int, val_fraction: float,

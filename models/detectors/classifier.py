@@ -23,6 +23,7 @@ from torch import nn
 from kensa.models.backbones import WeightsOrigin, create_backbone
 from kensa.models.base import Detector, DetectorConfig, Postprocess
 from kensa.models.data.samples import Sample
+from kensa.models.data.tiling import kept_tiles, predict_tiled
 from kensa.models.decision import CLASSIFY_BAND, verdict_for
 from kensa.models.detectors.fitting import prepare_training_data, train_loop
 from kensa.models.detectors.gradcam import grad_cam
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 STEEL_CLASSES = ("pitted_surface", "crazing", "scratches", "patches")
 """Severstal's four classes (seed 003), the default until a dataset names its own."""
 
+FLIP_DIMS = ((-1,), (-2,), (-2, -1))
+"""Flip test-time augmentation: horizontal, vertical, both."""
 QUICK = {"input_size": (64, 64), "epochs": 2, "batch_size": 8, "patience": 2}
 
 
@@ -57,6 +60,11 @@ class ClassifierConfig(DetectorConfig):
     photometric: bool = True
     workers: int = 0
     seed: int = 0
+    augment: str = Field("default", description="augmentation recipe "
+                         "(kensa.models.data.recipes: default, flips, blackout, paste, ...)")
+    tiles: int = Field(0, ge=0, description="cut each photo into this many tiles along its "
+                       "long side for training and inference (seed 003: 6); 0 = whole photo")
+    dark_tile: float = Field(10.0, description="tiles with mean gray <= this are skipped")
 
 
 class ClassifierPostprocess(Postprocess):
@@ -67,6 +75,8 @@ class ClassifierPostprocess(Postprocess):
         CLASSIFY_BAND, description="probability/threshold in [low, high) gives 'review', "
         ">= high 'defect' (kensa.models.decision)")
     heatmaps: bool = Field(True, description="Grad-CAM per predicted label")
+    tta_flips: bool = Field(False, description="average the probabilities of the photo and "
+                            "its horizontal, vertical and double flips")
 
 
 @register_detector("classifier_inception_v3", task=Task.CLASSIFY, learns_from="labelled",
@@ -199,19 +209,49 @@ class DefectClassifier(Detector):
 
     @torch.inference_mode()
     def probabilities(self, images: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
-        """Sigmoid probabilities, ``N x labels``."""
+        """Sigmoid probabilities, ``N x labels``; with ``tiles``, the maximum over a photo's
+        non-dark tiles (an all-dark photo scores 0)."""
+        if self.config.tiles:
+            rows = []
+            for image in images:
+                tiles = [t for t, _ in kept_tiles(image, self.config.tiles,
+                                                  self.config.dark_tile)]
+                probs = self._probabilities(tiles, batch_size)
+                rows.append(probs.max(axis=0) if len(probs) else np.zeros(len(self.labels),
+                                                                          np.float32))
+            return np.stack(rows) if rows else np.zeros((0, len(self.labels)), np.float32)
+        return self._probabilities(images, batch_size)
+
+    def _probabilities(self, images: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
         self.model.eval()
         out = []
         for start in range(0, len(images), batch_size):
             x = to_tensor(list(images[start:start + batch_size]), tuple(self.config.input_size))
-            out.append(torch.sigmoid(self.model(x.to(self.device))).float().cpu().numpy())
+            out.append(self._sigmoid(x.to(self.device)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+    @torch.inference_mode()
+    def _sigmoid(self, x: torch.Tensor) -> torch.Tensor:
+        """Sigmoid outputs of a batch, averaged over flips when ``tta_flips`` is on."""
+        prob = torch.sigmoid(self.model(x)).float()
+        if self.post.tta_flips:
+            for dims in FLIP_DIMS:
+                prob += torch.sigmoid(self.model(x.flip(dims))).float()
+            prob /= 1 + len(FLIP_DIMS)
+        return prob
 
     def predict(self, image: np.ndarray) -> Detection:
         return self.predict_batch([image])[0]
 
     def predict_batch(self, images: Sequence[np.ndarray], batch_size: int = 8
                       ) -> list[Detection]:
+        if self.config.tiles:
+            return [predict_tiled(lambda tiles: self._predict_whole(tiles, batch_size), image,
+                                  self.config.tiles, self.config.dark_tile) for image in images]
+        return self._predict_whole(images, batch_size)
+
+    def _predict_whole(self, images: Sequence[np.ndarray], batch_size: int
+                       ) -> list[Detection]:
         out: list[Detection] = []
         for start in range(0, len(images), batch_size):
             out.extend(self._predict_chunk(list(images[start:start + batch_size])))
@@ -221,8 +261,7 @@ class DefectClassifier(Detector):
         self.model.eval()
         t0 = time.perf_counter()
         x = to_tensor(images, tuple(self.config.input_size)).to(self.device)
-        with torch.inference_mode():
-            probs = torch.sigmoid(self.model(x)).float().cpu().numpy()
+        probs = self._sigmoid(x).cpu().numpy()
         model_ms = (time.perf_counter() - t0) * 1000 / len(images)
         decisions = [self.decide(p) for p in probs]
         t1 = time.perf_counter()

@@ -20,8 +20,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm.auto import tqdm
 
-from kensa.models.data.augment import resize_image, resize_mask, train_transform
+from kensa.models.data.augment import resize_image, resize_mask
+from kensa.models.data.recipes import build_recipe, get_recipe
 from kensa.models.data.samples import Sample
+from kensa.models.data.tiling import tile_samples
 from kensa.models.imaging import to_tensor
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,8 @@ class SampleDataset(Dataset):
     """
 
     def __init__(self, samples: Sequence[Sample], labels: Sequence[str],
-                 size: tuple[int, int], target: str = "labels", transform=None) -> None:
+                 size: tuple[int, int], target: str = "labels", transform=None,
+                 masks_for_transform: bool = False) -> None:
         if target not in {"labels", "masks"}:
             raise ValueError(f"target must be 'labels' or 'masks', not {target!r}")
         self.samples = list(samples)
@@ -47,7 +50,10 @@ class SampleDataset(Dataset):
         self.size = tuple(size)
         self.target = target
         self.transform = transform
-        per_item = size[0] * size[1] * (3 + (len(labels) if target == "masks" else 0))
+        # a classifier whose augmentation reads masks (blackout, paste) loads them too, and
+        # drops a label whose mask the augmentation removed entirely
+        self.with_masks = target == "masks" or (masks_for_transform and transform is not None)
+        per_item = size[0] * size[1] * (3 + (len(labels) if self.with_masks else 0))
         self.cache_enabled = per_item * len(self.samples) <= CACHE_BUDGET_BYTES
         self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
 
@@ -65,7 +71,7 @@ class SampleDataset(Dataset):
         sample = self.samples[index]
         image = sample.load_image()
         masks = None
-        if self.target == "masks":
+        if self.with_masks:  # samples without masks get empty ones (good, label-only)
             height, width = image.shape[:2]
             by_label = sample.load_masks(height, width)
             masks = np.stack([resize_mask(by_label[lab], self.size) if lab in by_label
@@ -78,6 +84,7 @@ class SampleDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, masks = self.resized(index)
+        before = masks
         if self.transform is not None:
             if masks is not None:
                 out = self.transform(image=image, mask=masks.astype(np.uint8))
@@ -87,10 +94,15 @@ class SampleDataset(Dataset):
         if not image.flags.writeable:
             image = image.copy()
         x = to_tensor(image, self.size)[0]
-        if masks is not None:
+        if self.target == "masks":
             y = torch.from_numpy(np.ascontiguousarray(masks.transpose(2, 0, 1))).float()
         else:
-            y = torch.from_numpy(self.label_vector(index))
+            vector = self.label_vector(index)
+            if masks is not None:
+                gone = before.reshape(-1, len(self.labels)).any(0) & \
+                    ~masks.reshape(-1, len(self.labels)).any(0)
+                vector[gone] = 0.0
+            y = torch.from_numpy(vector)
         return x, y
 
 
@@ -299,10 +311,15 @@ def prepare_training_data(cfg: Any, train: Sequence[Sample], val: Sequence[Sampl
 
     torch.manual_seed(cfg.seed)
     train, val = hold_out_validation(train, val, seed=cfg.seed)
+    if getattr(cfg, "tiles", 0):
+        train = tile_samples(train, cfg.tiles, cfg.dark_tile)
+        val = tile_samples(val, cfg.tiles, cfg.dark_tile)
     size = tuple(cfg.input_size)
-    transform = train_transform(hflip=cfg.hflip, vflip=cfg.vflip, rotate=cfg.rotate,
-                                photometric=cfg.photometric, seed=cfg.seed)
-    train_ds = SampleDataset(train, cfg.labels, size, target, transform)
+    recipe = getattr(cfg, "augment", "default")
+    transform = build_recipe(recipe, hflip=cfg.hflip, vflip=cfg.vflip, rotate=cfg.rotate,
+                             photometric=cfg.photometric, seed=cfg.seed)
+    train_ds = SampleDataset(train, cfg.labels, size, target, transform,
+                             masks_for_transform=get_recipe(recipe).needs_masks)
     val_ds = SampleDataset(val, cfg.labels, size, target)
     sampler = balanced_sampler(train, cfg.labels, cfg.seed) if balanced else None
     loader = make_loader(train_ds, cfg.batch_size, shuffle=True, workers=cfg.workers,

@@ -24,6 +24,7 @@ from torch import nn
 from kensa.models.backbones import WeightsOrigin, WeightsUnavailable, create_backbone
 from kensa.models.base import Detector, DetectorConfig, Postprocess
 from kensa.models.data.samples import Sample
+from kensa.models.data.tiling import kept_tiles, stitch
 from kensa.models.decision import SEGMENT_BAND, cut
 from kensa.models.detectors.classifier import STEEL_CLASSES
 from kensa.models.detectors.fitting import prepare_training_data, train_loop
@@ -39,6 +40,8 @@ THRESHOLD_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_AREA_GRID = (0.0, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02)
 MIN_COMPONENT_GRID = (0.0, 0.0002, 0.001)
 TUNING_BUDGET_BYTES = 400_000_000
+FLIP_DIMS = ((-1,), (-2,), (-2, -1))
+"""Flip test-time augmentation: horizontal, vertical, both."""
 
 
 class SegmenterConfig(DetectorConfig):
@@ -61,6 +64,11 @@ class SegmenterConfig(DetectorConfig):
     photometric: bool = True
     workers: int = 0
     seed: int = 0
+    augment: str = Field("default", description="augmentation recipe "
+                         "(kensa.models.data.recipes: default, flips, blackout, paste, ...)")
+    tiles: int = Field(0, ge=0, description="cut each photo into this many tiles along its "
+                       "long side for training and inference (seed 003: 6); 0 = whole photo")
+    dark_tile: float = Field(10.0, description="tiles with mean gray <= this are skipped")
 
     @field_validator("input_size")
     @classmethod
@@ -89,6 +97,10 @@ class SegmenterPostprocess(Postprocess):
         "[low, high) 'review' (kensa.models.decision): masks that appear only at threshold x "
         "low give 'review'")
     score: Literal["max", "mean"] = Field("max", description="finding score from its pixels")
+    gate: dict[str, float] = Field(default_factory=dict, description="per-class probability "
+                                   "thresholds of a gating classifier (kensa.models.severstal)")
+    tta_flips: bool = Field(False, description="average the maps of the photo and its "
+                            "horizontal, vertical and double flips (test-time augmentation)")
 
 
 @register_detector("segmenter_lite0", task=Task.SEGMENT, learns_from="labelled",
@@ -235,12 +247,33 @@ class DefectSegmenter(Detector):
     @torch.inference_mode()
     def probability_maps(self, images: Sequence[np.ndarray], batch_size: int = 4
                          ) -> list[np.ndarray]:
-        """Per-class sigmoid maps ``C x H x W`` at input size."""
+        """Per-class sigmoid maps ``C x H x W``: at input size, or with ``tiles`` at the
+        photo's size (tile maps stitched; dark tiles 0)."""
+        if not self.config.tiles:
+            return self._maps(images, batch_size)
+        out = []
+        for image in images:
+            pieces = kept_tiles(image, self.config.tiles, self.config.dark_tile)
+            maps = self._maps([t for t, _ in pieces], batch_size)
+            size = image.shape[:2]
+            tiles = [np.stack([resize_map(c, t.shape[:2]) for c in m], axis=-1)
+                     for m, (t, _) in zip(maps, pieces, strict=True)]
+            full = stitch(tiles, [s for _, s in pieces], (*size, len(self.labels)))
+            out.append(np.ascontiguousarray(full.transpose(2, 0, 1), dtype=np.float32))
+        return out
+
+    def _maps(self, images: Sequence[np.ndarray], batch_size: int) -> list[np.ndarray]:
         self.model.eval()
         out: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
-            x = to_tensor(list(images[start:start + batch_size]), tuple(self.config.input_size))
-            out.extend(torch.sigmoid(self.model(x.to(self.device))).float().cpu().numpy())
+            x = to_tensor(list(images[start:start + batch_size]),
+                          tuple(self.config.input_size)).to(self.device)
+            prob = torch.sigmoid(self.model(x)).float()
+            if self.post.tta_flips:
+                for dims in FLIP_DIMS:
+                    prob += torch.sigmoid(self.model(x.flip(dims))).float().flip(dims)
+                prob /= 1 + len(FLIP_DIMS)
+            out.extend(prob.cpu().numpy())
         return out
 
     def masks_from_probs(self, prob: np.ndarray, label: str, scale: float = 1.0) -> np.ndarray:

@@ -16,6 +16,7 @@ from kensa.models.artifacts import save
 from kensa.models.backbones import WeightsUnavailable, hub_reachable
 from kensa.models.data.augment import aspect_kept_size
 from kensa.models.data.layouts import load_dataset
+from kensa.models.data.tiling import tile_shape
 from kensa.models.registry import create_detector, get_spec, list_detectors
 from kensa.models.training.eval_supervised import evaluate_supervised
 from kensa.models.types import Task
@@ -74,6 +75,17 @@ def train_from_args(args: argparse.Namespace) -> int:
     if dataset.group_leaks():
         raise SystemExit(f"{dataset.group_leaks()} groups straddle splits in {args.data}")
     train, val, test = (dataset.split(name) for name in ("train", "val", "test"))
+    synthetic_dir = getattr(args, "synthetic", None)
+    if synthetic_dir is not None:
+        from kensa.models.synthesis.base import synthetic_samples
+
+        extra = [s for s in synthetic_samples(synthetic_dir)
+                 if set(s.labels) <= set(dataset.classes)]
+        if not extra:
+            raise SystemExit(f"no synthetic images of {list(dataset.classes)} in "
+                             f"{synthetic_dir}")
+        train = [*train, *extra]
+        print(f"  + {len(extra)} synthetic training images from {synthetic_dir}")
     if not train:
         raise SystemExit(f"no training images found in {args.data} ({dataset.layout} layout)")
     if args.task == "segment" and not any(s.has_masks for s in train):
@@ -81,11 +93,15 @@ def train_from_args(args: argparse.Namespace) -> int:
     kind, overrides = resolve_kind(args.task, args.arch, args.weights,
                                    getattr(args, "backbone", None))
     spec = get_spec(kind)
-    size = tuple(args.img_size) if args.img_size else \
-        default_input_size(train[0].load_image().shape[:2])
+    tiles = int(getattr(args, "tiles", 0) or 0)
+    shape = train[0].load_image().shape[:2]
+    if tiles:
+        shape = tile_shape(shape, tiles)
+    size = tuple(args.img_size) if args.img_size else default_input_size(shape)
     overrides.update(labels=list(dataset.classes), input_size=size, epochs=args.epochs,
                      batch_size=args.batch, lr=args.lr, patience=args.patience, seed=args.seed,
-                     workers=args.workers, rotate=ROTATE_DEGREES if args.rotate else 0.0)
+                     workers=args.workers, rotate=ROTATE_DEGREES if args.rotate else 0.0,
+                     augment=getattr(args, "augment", "default"), tiles=tiles)
     if args.name:
         overrides["name"] = args.name
     try:
@@ -104,6 +120,9 @@ def train_from_args(args: argparse.Namespace) -> int:
         metrics["test"] = evaluate_supervised(detector, test, plots=out / "plots")
     detector.metadata.training_data = {
         **dataset.summary(), "seed": args.seed, "dedupe": dedupe,
+        "augment": overrides["augment"], "tiles": tiles,
+        "synthetic": None if synthetic_dir is None else {
+            "folder": str(synthetic_dir), "count": len(extra)},
         "fit": {k: report[k] for k in ("epochs_run", "best_epoch", "monitor", "best_score",
                                        "stopped_early", "seconds", "history") if k in report},
     }
