@@ -1,9 +1,9 @@
 """The tablet client: entry point (``make_main``), routes and the page frame.
 
-Routes: /capture, /result, /history, /detail, /charts, /demo, /settings, each shown only to the
-roles that may use it, and the sign-in screen in place of all of them until someone signs in.
-The same ``main`` runs inside the server (web client at "/") and as a desktop/tablet app
-(``kensa client``).
+Routes: /capture, /result, /history, /detail, /charts, /teach, /models, /demo, /settings, each
+shown only to the roles that may use it, and the sign-in screen in place of all of them until
+someone signs in. The same ``main`` runs inside the server (web client at "/") and as a
+desktop/tablet app (``kensa client``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from kensa.client.views.charts import ChartsView
 from kensa.client.views.demo import DemoView
 from kensa.client.views.detail import DetailView
 from kensa.client.views.history import HistoryView
+from kensa.client.views.models import ModelsView
 from kensa.client.views.result import ResultView
 from kensa.client.views.settings import SettingsView
 from kensa.client.views.sign_in import SignInView
+from kensa.client.views.teach import TeachView
 from kensa.contract.client import ApiClient
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ NAV = (
     ("/capture", "Capture", ft.Icons.PHOTO_CAMERA),
     ("/history", "History", ft.Icons.HISTORY),
     ("/charts", "Charts", ft.Icons.BAR_CHART),
+    ("/teach", "Teach", ft.Icons.SCHOOL),
+    ("/models", "Models", ft.Icons.MODEL_TRAINING),
     ("/demo", "Demo booth", ft.Icons.SLIDESHOW),
     ("/settings", "Settings", ft.Icons.SETTINGS),
 )
@@ -125,6 +129,10 @@ def Screen(state: AppState, picker: ft.FilePicker, save_settings, web: bool):
         return DetailView(state)
     if route == "/charts":
         return ChartsView(state)
+    if route == "/teach":
+        return TeachView(state, picker)
+    if route == "/models":
+        return ModelsView(state)
     if route == "/demo":
         return DemoView(state, picker)
     if route == "/settings":
@@ -155,6 +163,10 @@ def App(state: AppState, picker: ft.FilePicker, save_settings, save_session, use
             state.refresh_queue()
         elif state.route == "/demo":
             await state.load_samples()
+        elif state.route == "/teach":
+            await state.load_teach()
+        elif state.route == "/models":
+            await state.load_models()
 
     ft.use_effect(load_for_route, dependencies=[state.route, state.signed_in])
 
