@@ -35,7 +35,8 @@ def VersionRow(state: AppState, model: DetectorVersions, version: DetectorVersio
         border_radius=10, padding=12,
         bgcolor=ft.Colors.SURFACE_CONTAINER_HIGH if version.state == "active" else None,
         content=ft.Row(spacing=16, vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
-            ft.Container(width=110, content=StateChip(version.state)),
+            ft.Container(width=110, alignment=ft.Alignment.CENTER_LEFT,
+                         content=StateChip(version.state)),
             ft.Column(expand=True, spacing=2, controls=[
                 ft.Text(version.version, size=18, weight=ft.FontWeight.BOLD, selectable=True),
                 ft.Text(made(version), size=14, color=ft.Colors.ON_SURFACE_VARIANT),

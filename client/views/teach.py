@@ -106,7 +106,7 @@ def PhotoForm(state: AppState, picker: ft.FilePicker):
                        ft.Text("Detector", size=16, color=ft.Colors.ON_SURFACE_VARIANT), kinds]),
                    ft.TextField(label="Model name", value=form.name, width=320,
                                 hint_text=state.instance_name(), on_change=name_changed,
-                                helper="the station's detector; a new version each time"),
+                                helper=f"empty = {state.instance_name()}"),
                ]),
         ft.Row(spacing=16, vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
             ft.FilledButton("Start teaching", icon=ft.Icons.SCHOOL, height=64,
