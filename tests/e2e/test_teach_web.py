@@ -159,18 +159,21 @@ def test_teach_use_inspect_models_good_set(server_url, browser, strip_files, goo
     shot(page, "24-models")
 
     # Inspections now run the taught version: a good strip and a defective one.
-    runs = {}
-    for name, path, verdict in (("good", strip_files["good"], "ok"),
-                                ("scratches", strip_files["scratches"], "defect")):
+    runs, scores = {}, {}
+    # The taught version says ok to the good strip, and not ok (defect, or review when its
+    # score falls in the band around the threshold) to the scratched one, scoring it higher.
+    for name, path, verdicts in (("good", strip_files["good"], {"ok"}),
+                                 ("scratches", strip_files["scratches"], {"defect", "review"})):
         inspect(page, path)
         with api(server_url, admin_token) as client:
             record = latest(client)
         assert {"name": MODEL, "version": version} in record["detectors"], record["detectors"]
         run = next(r for r in record["runs"] if r["detector"] == MODEL)
-        assert run["verdict"] == verdict, (name, run)
-        runs[name] = record
+        assert run["verdict"] in verdicts, (name, run)
+        runs[name], scores[name] = record, run["anomaly_score"]
         words = {"ok": "OK", "defect": "Defect found", "review": "Needs review"}
         assert words[record["verdict"]] in (text(page, VERDICT_TEXT).text_content() or "")
+    assert scores["scratches"] > scores["good"], scores
     shot(page, "25-result-taught")
 
     # History -> detail of the good strip -> add it to the good set.
