@@ -158,3 +158,34 @@ class SecuritySettings(BaseSettings):
 Settings = type("Settings", (SecuritySettings, Settings), {  # type: ignore[misc]
     "__doc__": Settings.__doc__, "__module__": __name__,
     "model_config": Settings.model_config})
+
+
+# -- the review loop (its own block, mixed in as above) ----------------------------------------
+class ReviewSettings(BaseSettings):
+    """Which inspections reach a person, and where confirmed photos go."""
+
+    review_uncertain_share: float = Field(
+        0.1, ge=0, le=1, description="of the inspections not already 'review': the share "
+                                     "nearest the threshold (among the station's recent ones) "
+                                     "queued for a person")
+    review_random_share: float = Field(0.02, ge=0, le=1,
+                                       description="a random share queued besides")
+    review_window: int = Field(200, ge=1, description="recent inspections of the station the "
+                                                      "uncertainty rank is taken over")
+    review_stations: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="per-station overrides, JSON: {\"line-2\": "
+                                          "{\"uncertain_share\": 0.3, \"random_share\": 0}}")
+    review_to_datasets: bool = Field(
+        True, description="confirmed photos join the station's datasets automatically")
+    review_good_dataset: str = Field("{station}-good",
+                                     description="where a confirmed-good photo goes")
+    review_labelled_dataset: str = Field(
+        "{station}-labelled", description="where a confirmed defect (labels, mask) goes")
+    review_holdout_share: float = Field(
+        0.25, ge=0, lt=1, description="reviewed inspections a retrain holds out to compare "
+                                      "the candidate with the active version")
+
+
+Settings = type("Settings", (ReviewSettings, Settings), {  # type: ignore[misc]
+    "__doc__": Settings.__doc__, "__module__": __name__,
+    "model_config": Settings.model_config})

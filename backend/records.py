@@ -44,7 +44,9 @@ __all__ = [  # the public schemas are re-exported for the service
     "Inspection",
     "InspectionList",
     "InspectionPublic",
+    "InspectionReview",
     "Job",
+    "ReviewQueueItem",
     "RunPublic",
     "StatsBucket",
     "StatsPublic",
@@ -166,7 +168,7 @@ class Job(SQLModel, table=True):
     __tablename__ = "job"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    kind: str = Field(max_length=16)
+    kind: str = Field(max_length=32)
     status: str = Field(max_length=16, index=True)
     progress: float = 0.0
     message: str = Field(default="", max_length=2000)
@@ -200,6 +202,44 @@ class DetectorVersion(SQLModel, table=True):
     created_by: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(default_factory=utcnow)
     state: str = Field(default="candidate", max_length=16)  # candidate | active | shadow
+
+
+# -- the review loop ------------------------------------------------------------------------------
+class ReviewQueueItem(SQLModel, table=True):
+    """An inspection queued for a person, decided when it was stored (``reason``: review,
+    uncertain, random; ``manual`` when someone reviewed it unasked)."""
+
+    __tablename__ = "review_item"
+    __table_args__ = (Index("ix_review_item_status_queued", "status", "queued_at", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    inspection_id: uuid.UUID = Field(foreign_key="inspection.id", ondelete="CASCADE",
+                                     unique=True)
+    station: str | None = Field(default=None, max_length=100, index=True)
+    reason: str = Field(max_length=16)
+    uncertainty: float | None = None
+    status: str = Field(default="open", max_length=8)  # open | done
+    queued_at: datetime = Field(default_factory=utcnow)
+    done_at: datetime | None = None
+
+
+class InspectionReview(SQLModel, table=True):
+    """A human verdict; the machine's rows stay untouched. A re-review clears ``current`` of
+    the earlier one (kept as history)."""
+
+    __tablename__ = "inspection_review"
+    __table_args__ = (Index("ix_inspection_review_current", "inspection_id", "current"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    inspection_id: uuid.UUID = Field(foreign_key="inspection.id", ondelete="CASCADE",
+                                     index=True)
+    decision: str = Field(max_length=16)
+    labels: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    comment: str | None = Field(default=None, max_length=2000)
+    mask_key: str | None = Field(default=None, max_length=80)
+    reviewer: str = Field(max_length=120)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    current: bool = True
 
 
 from kensa.backend import accounts as _accounts  # noqa: E402,F401  (registers the auth tables)

@@ -20,6 +20,7 @@ from pydantic import TypeAdapter
 
 from kensa.contract.constants import API_PREFIX, DEFAULT_SERVER_URL
 from kensa.contract.schemas import (
+    AgreementPublic,
     DatasetImagesAdded,
     DatasetPublic,
     DetectorKindPublic,
@@ -28,6 +29,8 @@ from kensa.contract.schemas import (
     InspectionList,
     InspectionPublic,
     JobPublic,
+    ReviewList,
+    ReviewPublic,
     SamplePublic,
     StatsPublic,
     TokenPublic,
@@ -42,6 +45,7 @@ _DATASETS = TypeAdapter(list[DatasetPublic])
 _JOBS = TypeAdapter(list[JobPublic])
 _KINDS = TypeAdapter(list[DetectorKindPublic])
 _VERSIONS = TypeAdapter(list[DetectorVersionPublic])
+_REVIEWS = TypeAdapter(list[ReviewPublic])
 
 
 class ApiError(Exception):
@@ -66,15 +70,20 @@ class Query:
     verdict: str | None = None  # ok | defect | review
     has_defect: bool | None = None
     station: str | None = None
+    reviewed: bool | None = None  # has a human verdict
+    human_verdict: str | None = None  # ok | defect
+    disagreement: bool | None = None  # human verdict differs from the machine's ok/defect
 
     def params(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
-        for key in ("start", "end", "verdict", "station"):
+        for key in ("start", "end", "verdict", "station", "human_verdict"):
             value = getattr(self, key)
             if value:
                 out.append((key, str(value)))
-        if self.has_defect is not None:
-            out.append(("has_defect", "true" if self.has_defect else "false"))
+        for key in ("has_defect", "reviewed", "disagreement"):
+            value = getattr(self, key)
+            if value is not None:
+                out.append((key, "true" if value else "false"))
         out.extend(("label", label) for label in self.labels)
         return out
 
@@ -272,6 +281,58 @@ class ApiClient:
     async def image_bytes(self, inspection_id: InspectionId, layers: Iterable[str] = ()) -> bytes:
         """The original photo, or the overlay with ``layers`` drawn on it."""
         return await self.fetch_bytes(self.image_path(inspection_id, layers))
+
+    # the review queue and human verdicts --------------------------------------------------------
+    async def reviews(self, status: str = "open", *, station: str | None = None,
+                      limit: int = 24, offset: int = 0) -> ReviewList:
+        """The review queue, oldest first (``status``: open | done); ``open`` is the count of
+        open entries (at ``station``) for a badge."""
+        params = [("status", status), ("limit", str(limit)), ("offset", str(offset))]
+        if station:
+            params.append(("station", station))
+        response = await self._request("GET", f"{API_PREFIX}/reviews", params=params)
+        return ReviewList.model_validate_json(response.content)
+
+    async def review(self, inspection_id: InspectionId, decision: str, *,
+                     labels: Iterable[str] = (), comment: str | None = None,
+                     mask: bytes | None = None) -> InspectionPublic:
+        """Record a person's verdict (``ok`` | ``defect``) beside the machine's; ``mask`` is a
+        PNG at the photo's size (non-zero = defect). A re-review replaces the current one and
+        keeps the earlier in the record's history. Returns the updated record."""
+        path = f"/{inspection_id}/review"
+        if mask is None:
+            body: dict[str, Any] = {"decision": decision, "labels": list(labels)}
+            if comment:
+                body["comment"] = comment
+            response = await self._inspection("POST", path, json=body)
+        else:
+            data: list[tuple[str, str]] = [("decision", decision)]
+            data.extend(("labels", label) for label in labels)
+            if comment:
+                data.append(("comment", comment))
+            response = await self._inspection(
+                "POST", path, data=data, files={"mask": ("mask.png", mask, "image/png")})
+        return InspectionPublic.model_validate_json(response.content)
+
+    def review_mask_path(self, inspection_id: InspectionId) -> str:
+        """The API path of the current review's mask (``ReviewPublic.mask_url``)."""
+        return f"{API_PREFIX}/inspections/{inspection_id}/review/mask"
+
+    async def review_history(self, inspection_id: InspectionId) -> list[ReviewPublic]:
+        """Every human verdict on the inspection, oldest first (``current`` marks the one)."""
+        response = await self._inspection("GET", f"/{inspection_id}/reviews")
+        return _REVIEWS.validate_json(response.content)
+
+    async def agreement(self, query: Query = Query(), *, detector: str | None = None,
+                        bucket: str = "day") -> AgreementPublic:
+        """Machine vs human verdicts: confusion, false-alarm and miss rates, per detector
+        version and per bucket (``query``: start, end, station are used)."""
+        params = [(k, v) for k, v in query.params() if k in ("start", "end", "station")]
+        params.append(("bucket", bucket))
+        if detector:
+            params.append(("detector", detector))
+        response = await self._request("GET", f"{API_PREFIX}/stats/agreement", params=params)
+        return AgreementPublic.model_validate_json(response.content)
 
     # statistics and detectors -------------------------------------------------------------------
     async def stats(self, query: Query = Query(), *, bucket: str = "day") -> StatsPublic:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
@@ -70,6 +70,39 @@ class DetectorRef(Schema):
     version: str
 
 
+REVIEW_DECISIONS = ("ok", "defect")
+REVIEW_STATUSES = ("open", "done")
+REVIEW_REASONS = ("review", "uncertain", "random", "manual")
+"""Why an inspection is in the review queue: the machine said ``review``; its score was among
+the nearest to the threshold at its station; a random share; or a person reviewed it unasked."""
+
+
+class ReviewPublic(Schema):
+    """A person's verdict on an inspection, kept beside the machine's (never replacing it)."""
+
+    decision: str = Field(description="ok|defect")
+    labels: list[str] = Field(default_factory=list, description="defect labels (empty if ok)")
+    by: str = Field(description="who reviewed (the signed-in manager)")
+    at: datetime
+    comment: str | None = None
+    mask_url: str | None = Field(None, description="the reviewer's defect mask (1-bit PNG at "
+                                                   "the photo's size), if one was sent")
+    current: bool = Field(True, description="false for earlier reviews a re-review replaced")
+
+    @field_serializer("at")
+    def _utc(self, value: datetime | None) -> str | None:
+        return iso_utc(value)
+
+
+class ReviewCreate(BaseModel):
+    """``POST /inspections/{id}/review`` as JSON; as multipart/form-data the same fields are
+    form fields (``labels`` repeatable or comma-separated) plus an optional ``mask`` PNG."""
+
+    decision: Literal["ok", "defect"]
+    labels: list[str] = Field(default_factory=list, max_length=50)
+    comment: str | None = Field(None, max_length=2000)
+
+
 class InspectionPublic(Schema):
     id: uuid.UUID
     created_at: datetime
@@ -92,6 +125,9 @@ class InspectionPublic(Schema):
     note: str | None = None
     deleted_at: datetime | None = None
     notice: str | None = Field(None, description="e.g. that a demo detector was used")
+    review: ReviewPublic | None = Field(None, description="the current human verdict, if any")
+    review_status: str | None = Field(
+        None, description="open|done when the inspection is in the review queue, else null")
 
     @field_serializer("created_at", "deleted_at")
     def _utc(self, value: datetime | None) -> str | None:
@@ -102,6 +138,64 @@ class InspectionList(Schema):
     items: list[InspectionPublic]
     total: int
     defect_ratio: float | None = Field(None, description="defect verdicts / total (filtered)")
+
+
+class ReviewItem(Schema):
+    """One entry of the review queue: the inspection (with evidence) and why it is queued."""
+
+    inspection: InspectionPublic
+    reason: str = Field(description="review|uncertain|random|manual")
+    status: str = Field(description="open|done")
+    uncertainty: float | None = Field(
+        None, description="|score / threshold - 1| of the machine's verdict (0 = at it)")
+    queued_at: datetime
+    done_at: datetime | None = None
+
+    @field_serializer("queued_at", "done_at")
+    def _utc(self, value: datetime | None) -> str | None:
+        return iso_utc(value)
+
+
+class ReviewList(Schema):
+    items: list[ReviewItem]
+    total: int = Field(description="entries matching status/station")
+    open: int = Field(0, description="open entries (at the station, if given): the badge count")
+
+
+class AgreementCounts(Schema):
+    """Machine verdict against the human decision over reviewed inspections.
+
+    ``matrix[machine][human]`` counts (machine: ok|defect|review, human: ok|defect). A false
+    alarm is machine ``defect`` / human ``ok``; a miss is machine ``ok`` / human ``defect``.
+    ``false_alarm_rate`` = false alarms / human ok; ``miss_rate`` = misses / human defect;
+    ``agreement_rate`` = machine == human over all reviewed (a machine ``review`` never agrees).
+    """
+
+    reviewed: int = 0
+    matrix: dict[str, dict[str, int]] = Field(default_factory=dict)
+    agreeing: int = 0
+    false_alarms: int = 0
+    misses: int = 0
+    agreement_rate: float | None = None
+    false_alarm_rate: float | None = None
+    miss_rate: float | None = None
+
+
+class AgreementVersion(AgreementCounts):
+    detector: str
+    version: str
+    shadow: bool = Field(False, description="runs of a candidate beside the active version")
+
+
+class AgreementBucket(AgreementCounts):
+    start: str = Field(description="first day of the bucket (UTC), YYYY-MM-DD")
+
+
+class AgreementPublic(Schema):
+    bucket: str
+    totals: AgreementCounts
+    by_version: list[AgreementVersion] = Field(default_factory=list)
+    buckets: list[AgreementBucket] = Field(default_factory=list)
 
 
 class StatsBucket(Schema):
@@ -190,10 +284,12 @@ class DatasetImagesAdded(Schema):
 
 
 class JobCreate(BaseModel):
-    kind: str = Field("train", description="train")
-    dataset: str = Field(description="dataset id or name")
-    detector: str = Field(description="a registered detector kind, e.g. patchcore")
-    name: str = Field(min_length=1, max_length=100, description="the instance stations use")
+    kind: str = Field("train", description="train | retrain_from_reviews")
+    dataset: str | None = Field(None, description="dataset id or name (train: required)")
+    detector: str | None = Field(
+        None, description="a registered detector kind, e.g. patchcore (train: required)")
+    name: str = Field(min_length=1, max_length=100, description="the instance stations use "
+                      "(retrain_from_reviews: the detector whose active version learns)")
     config: dict[str, Any] = Field(default_factory=dict, description="config overrides")
     quick: bool = Field(False, description="the kind's quick config (seconds)")
     created_by: str | None = Field(None, max_length=100)

@@ -9,7 +9,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Match, Mount
 
 from kensa.backend.api.deps import requires
-from kensa.backend.api.routes import auth, datasets, detectors, inspections, jobs, samples, stats
+from kensa.backend.api.routes import (
+    auth,
+    datasets,
+    detectors,
+    inspections,
+    jobs,
+    reviews,
+    samples,
+    stats,
+)
 from kensa.contract.schemas import ErrorBody
 
 ERRORS = {
@@ -31,6 +40,8 @@ api_router.include_router(auth.keys)
 api_router.include_router(samples.router)
 api_router.include_router(datasets.router)
 api_router.include_router(jobs.router)
+api_router.include_router(reviews.router)
+api_router.include_router(reviews.inspection_router)
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 

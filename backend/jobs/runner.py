@@ -5,6 +5,7 @@ on Redis (several machines). Either way the worker writes the job's row."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -45,6 +46,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, field)
         if value:
             env[f"KENSA_{field.upper()}"] = str(value)
+    env["KENSA_MODEL_DIR"] = str(settings.model_dir.resolve())  # what a retrain starts from
+    if settings.extra_models:
+        env["KENSA_EXTRA_MODELS"] = json.dumps([str(p.resolve()) for p in settings.extra_models])
     if settings.s3_secret_access_key is not None:
         env["KENSA_S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
     return env

@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from kensa.backend.config import Settings
 from kensa.backend.db import make_engine
-from kensa.backend.jobs import state
+from kensa.backend.jobs import retrain, state
 from kensa.backend.records import Job
 from kensa.backend.services import datasets, versions
 from kensa.backend.services.storage import make_store
@@ -78,7 +78,11 @@ def _run(settings: Settings, engine, job_id: uuid.UUID) -> None:
                        worker=worker, message="starting"):
         return  # already final (cancelled before it started)
     try:
-        metrics, version = _train(settings, engine, job_id, progress)
+        job = state.read(engine, job_id)
+        if job is not None and job.kind == retrain.KIND:
+            metrics, version = retrain.run(settings, engine, job_id, progress)
+        else:
+            metrics, version = _train(settings, engine, job_id, progress)
         state.write(engine, job_id, status="succeeded", progress=1.0, version=version,
                     metrics=metrics, finished_at=state.now(), message="done")
     except Cancelled:

@@ -36,9 +36,15 @@ from kensa.backend.records import (
 from kensa.backend.services.accounts import audit
 from kensa.backend.services.images import DecodedImage, decode_image
 from kensa.backend.services.inference import DEMO_NOTICE, DetectorPool, LoadedDetector
+from kensa.backend.services.review_queue import (
+    Sampling,
+    decide,
+    record_extras,
+    review_conditions,
+)
 from kensa.backend.services.storage import BlobStore
 from kensa.contract.constants import API_PREFIX
-from kensa.contract.schemas import iso_utc
+from kensa.contract.schemas import ReviewPublic, iso_utc
 from kensa.models.evidence import (
     EncodedDetection,
     StoredLayer,
@@ -74,6 +80,7 @@ class UploadMeta:
     station: str | None = None
     operator: str | None = None
     note: str | None = None
+    sampling: Sampling | None = None  # how the review queue samples (None: no queue row)
 
 
 def combined_anomaly_score(detections: Sequence[Detection]) -> float | None:
@@ -135,6 +142,10 @@ def _persist(engine: Engine, store: BlobStore, image_bytes: bytes, decoded: Deco
                     session.add(EvidenceMap(inspection_id=inspection.id, run_id=run.id,
                                             kind=layer.kind, label=layer.label,
                                             map_key=map_key, low=layer.low, high=layer.high))
+            if meta.sampling is not None:
+                queued = decide(session, meta.sampling, inspection)
+                if queued is not None:
+                    session.add(queued)
             inspection_id = inspection.id
         return inspection_id
     except BaseException:
@@ -183,7 +194,8 @@ def urls(inspection_id: uuid.UUID) -> tuple[str, str]:
 
 
 def to_public(inspection: Inspection, runs: Sequence[DetectorRun],
-              findings: Sequence[Finding], maps: Sequence[EvidenceMap] = ()
+              findings: Sequence[Finding], maps: Sequence[EvidenceMap] = (),
+              review: ReviewPublic | None = None, review_status: str | None = None
               ) -> InspectionPublic:
     image_url, overlay_url = urls(inspection.id)
     detector_of = {run.id: run.detector for run in runs}
@@ -210,6 +222,7 @@ def to_public(inspection: Inspection, runs: Sequence[DetectorRun],
         image_url=image_url, overlay_url=overlay_url,
         width=inspection.width, height=inspection.height, station=inspection.station,
         operator=inspection.operator, note=inspection.note, deleted_at=inspection.deleted_at,
+        review=review, review_status=review_status,
     )
 
 
@@ -231,7 +244,9 @@ def publics(session: Session, inspections: Sequence[Inspection]) -> list[Inspect
     for m in session.execute(select(EvidenceMap).where(EvidenceMap.inspection_id.in_(ids))
                           .order_by(EvidenceMap.id)).scalars():
         maps[m.inspection_id].append(m)
-    return [to_public(i, runs[i.id], findings[i.id], maps[i.id]) for i in inspections]
+    reviews, statuses = record_extras(session, ids)
+    return [to_public(i, runs[i.id], findings[i.id], maps[i.id], reviews.get(i.id),
+                      statuses.get(i.id)) for i in inspections]
 
 
 def get_public(engine: Engine, inspection_id: uuid.UUID) -> InspectionPublic | None:
@@ -252,9 +267,12 @@ class Filters:
     station: str | None = None
     detector: str | None = None
     include_deleted: bool = False
+    reviewed: bool | None = None
+    human_verdict: str | None = None
+    disagreement: bool | None = None
 
     def conditions(self) -> list:
-        out = []
+        out = review_conditions(self.reviewed, self.human_verdict, self.disagreement)
         if not self.include_deleted:
             out.append(Inspection.deleted_at.is_(None))
         if self.start is not None:

@@ -29,18 +29,20 @@ ARTIFACT_SUFFIX = {"config.json": "json", "metrics.json": "json",
 
 def publish(engine: Engine, store: BlobStore, directory: Path, *, name: str, version: str,
             kind: str, metrics: dict[str, Any], dataset_id: uuid.UUID | None,
-            job_id: uuid.UUID | None, created_by: str | None) -> DetectorVersion:
-    """Store an artifact directory's files as blobs and record the version."""
+            job_id: uuid.UUID | None, created_by: str | None,
+            parent: str | None = None) -> DetectorVersion:
+    """Store an artifact directory's files as blobs and record the version (``parent``:
+    default, the active version)."""
     files = {}
     for file_name, suffix in ARTIFACT_SUFFIX.items():
         path = directory / file_name
         if path.is_file():
             files[file_name] = store.put(path.read_bytes(), suffix).key
     with Session(engine) as session, session.begin():
-        parent = active(session, name)
+        current = active(session, name)
         row = DetectorVersion(name=name, version=version, kind=kind, files=files,
                               metrics=metrics, dataset_id=dataset_id, job_id=job_id,
-                              parent=parent.version if parent else None,
+                              parent=parent or (current.version if current else None),
                               created_by=created_by)
         session.add(row)
         session.flush()

@@ -78,6 +78,12 @@ class AnomalyDetector(Detector):
         """Raw anomaly maps ``B x h x w`` for a normalised batch ``x``, at any resolution
         (e.g. one score per patch); the base upsamples them to the input size."""
 
+    def update_good(self, images: Sequence[np.ndarray], **options: Any) -> dict[str, Any]:
+        """Add good images to what was learnt, without a full refit (a memory bank grows,
+        running statistics absorb them). Detectors that cannot do so raise
+        ``NotImplementedError``."""
+        raise NotImplementedError(f"{self.kind} does not learn incrementally; retrain it")
+
     def image_scores(self, maps: torch.Tensor) -> torch.Tensor:
         """Image score from (smoothed) maps; the maximum by default."""
         return maps.flatten(1).amax(dim=1)
@@ -143,6 +149,27 @@ class AnomalyDetector(Detector):
             "n_good_fit": len(fit_part), "n_good_calibration": len(cal_part),
             "n_defect_calibration": len(defects), **self.metadata.training_data,
         }
+        return report
+
+    def update(self, images: Sequence[np.ndarray], calibration: Sequence[np.ndarray] = (),
+               defects: Sequence[np.ndarray] = ()) -> dict[str, Any]:
+        """Learn newly confirmed good ``images`` incrementally (``update_good``), then
+        recalibrate the threshold on ``calibration`` good images (and ``defects``) when given;
+        without them the threshold stays (more good data only calms the scores)."""
+        if not len(images):
+            raise ValueError("no images to learn from")
+        started = time.perf_counter()
+        report = self.update_good(list(images))
+        report["update_seconds"] = round(time.perf_counter() - started, 3)
+        if len(calibration):
+            report.update(self.calibrate(list(calibration), list(defects)))
+        else:
+            report.update(threshold=self.post.threshold, threshold_method=(
+                f"{self.post.threshold_method} (kept)"))
+        data = self.metadata.training_data
+        data["n_good_fit"] = int(data.get("n_good_fit", 0)) + len(images)
+        data["n_good_updates"] = int(data.get("n_good_updates", 0)) + len(images)
+        report.update(n_update=len(images), n_calibration=len(calibration))
         return report
 
     def calibrate(self, good: Sequence[np.ndarray],

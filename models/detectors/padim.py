@@ -105,10 +105,32 @@ class Padim(AnomalyDetector):
     def fit_good(self, images: Sequence[np.ndarray], batch_size: int = 8,
                  **_: Any) -> dict[str, Any]:
         """Accumulate per-position sums and outer products (memory independent of N)."""
+        return self._accumulate(images, batch_size, None, None, 0)
+
+    @torch.inference_mode()
+    def update_good(self, images: Sequence[np.ndarray], batch_size: int = 8,
+                    **_: Any) -> dict[str, Any]:
+        """Fold new good images into the Gaussians: the running sums are recovered exactly
+        from the mean, the inverse covariance and the count of images seen (training data
+        metadata), then the new images are added to them."""
+        model: PadimModel = self.model  # type: ignore[assignment]
+        n = int(self.metadata.training_data.get("n_good_fit", 0))
+        if model.mean.shape[0] == 0 or n < 2:
+            raise RuntimeError("PaDiM has no Gaussians (or no count of images seen); fit it")
+        mean = model.mean.double()
+        eye = torch.eye(mean.shape[1], dtype=torch.float64, device=mean.device)
+        covariance = torch.linalg.inv(model.inv_covariance.double())
+        covariance -= self.config.regularization * eye
+        outer = (n - 1) * covariance + n * torch.einsum("pi,pj->pij", mean, mean)
+        report = self._accumulate(images, batch_size, n * mean, outer, n)
+        report["n_before"] = n
+        return report
+
+    def _accumulate(self, images: Sequence[np.ndarray], batch_size: int,
+                    total: torch.Tensor | None, outer: torch.Tensor | None, n: int
+                    ) -> dict[str, Any]:
         model: PadimModel = self.model  # type: ignore[assignment]
         model.eval()
-        total = outer = None
-        n = 0
         for start in tqdm(range(0, len(images), batch_size), desc="padim features",
                           unit="batch"):
             x = to_tensor(list(images[start:start + batch_size]),

@@ -86,6 +86,24 @@ class PatchCoreModel(nn.Module):
         return self.nearest_distance(patches).view(b, h, w)
 
 
+def extend_coreset(bank: torch.Tensor, candidates: torch.Tensor, size: int,
+                   chunk: int = 4096) -> torch.Tensor:
+    """Indices of ``size`` rows of ``candidates`` continuing a k-center greedy coreset whose
+    centres so far are ``bank``: each step takes the candidate farthest from every centre."""
+    n = candidates.shape[0]
+    size = min(size, n)
+    min_dist = torch.full((n,), float("inf"), device=candidates.device)
+    for start in range(0, bank.shape[0], chunk):
+        d = torch.cdist(candidates, bank[start:start + chunk].float()).amin(dim=1)
+        min_dist = torch.minimum(min_dist, d)
+    selected = torch.empty(size, dtype=torch.long)
+    for i in range(size):
+        idx = int(torch.argmax(min_dist))
+        selected[i] = idx
+        min_dist = torch.minimum(min_dist, (candidates - candidates[idx]).norm(dim=1))
+    return selected
+
+
 def greedy_coreset(features: torch.Tensor, size: int, projection_dim: int = 64,
                    seed: int = 0) -> torch.Tensor:
     """Indices of a k-center greedy coreset of ``features`` (N x D), on a random projection."""
@@ -172,3 +190,33 @@ class PatchCore(AnomalyDetector):
         return {"patches_total": total, "candidates": int(candidates.shape[0]),
                 "memory_bank": int(size),
                 "memory_bank_mb": round(model.memory_bank.numel() * 2 / 1e6, 2)}
+
+    @torch.inference_mode()
+    def update_good(self, images: Sequence[np.ndarray], batch_size: int = 8,
+                    **_: Any) -> dict[str, Any]:
+        """Grow the memory bank by the new images' patches that lie farthest from it (the
+        greedy coreset continued: ``coreset_ratio`` of their patches, within ``max_bank``)."""
+        model: PatchCoreModel = self.model  # type: ignore[assignment]
+        model.eval()
+        collected = []
+        for start in range(0, len(images), batch_size):
+            x = to_tensor(list(images[start:start + batch_size]),
+                          tuple(self.config.input_size)).to(self.device)
+            emb = model.embed(x)
+            collected.append(emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]).float())
+        candidates = torch.cat(collected)
+        if candidates.shape[0] > self.config.max_candidates:
+            generator = torch.Generator().manual_seed(self.config.seed)
+            keep = torch.randperm(candidates.shape[0], generator=generator)
+            candidates = candidates[keep[:self.config.max_candidates].to(candidates.device)]
+        before = int(model.memory_bank.shape[0])
+        room = max(0, self.config.max_bank - before)
+        size = min(room, max(1, int(candidates.shape[0] * self.config.coreset_ratio)))
+        if size:
+            chosen = extend_coreset(model.memory_bank, candidates, size)
+            added = candidates[chosen.to(candidates.device)].to(self.device, torch.float16)
+            model.memory_bank = torch.cat([model.memory_bank, added]).contiguous()
+        log.info("patchcore bank: %d -> %d patches (%d new candidates)", before,
+                 model.memory_bank.shape[0], candidates.shape[0])
+        return {"memory_bank_before": before, "memory_bank": int(model.memory_bank.shape[0]),
+                "patches_added": int(size), "bank_full": room == 0}

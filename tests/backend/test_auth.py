@@ -98,7 +98,8 @@ async def test_every_route_enforces_its_declared_role(sqlite_service: Service, c
     params = {"inspection_id": record["id"], "finding_id": "1", "name": "patchcore",
               "username": "nobody-here", "key_id": "999999", "n": "0",
               "dataset": "no-such-dataset", "job_id": str(uuid.uuid4()),
-              "version": "no-such-version", "path": "no-such-resource"}
+              "version": "no-such-version", "path": "no-such-resource",
+              "review_id": "1"}
     routes = route_rules(svc.app)
     assert len(routes) >= 20
     token = callers.tokens[role]
@@ -126,6 +127,9 @@ async def test_every_route_enforces_its_declared_role(sqlite_service: Service, c
                 kwargs = {"json": {"disabled": False}}
             elif (method, route.path) == ("POST", "/api/v1/station-keys"):
                 kwargs = {"json": {"name": "k", "station": "line-9"}}
+            elif (method, route.path) == ("POST",
+                                          "/api/v1/inspections/{inspection_id}/review"):
+                kwargs = {"json": {"decision": "ok"}}
             elif (method, route.path) == ("PATCH", "/api/v1/detectors/{name}"):
                 kwargs = {"json": {"threshold": 1e9}}
             async with client_for(svc, secret) as http:

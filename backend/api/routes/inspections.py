@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import (
@@ -37,6 +37,7 @@ from kensa.backend.records import InspectionList, InspectionPublic
 from kensa.backend.services import accounts, idempotency, versions
 from kensa.backend.services import inspections as service
 from kensa.backend.services.images import ImageRejected, check_declared_type, decode_image
+from kensa.backend.services.review_queue import sampling_for
 from kensa.backend.services.storage import BlobMissing, BlobStore
 from kensa.contract.constants import FINDING_LAYERS
 from kensa.contract.schemas import AuditEventPublic, ErrorBody
@@ -119,12 +120,18 @@ def get_filters(
     station: Annotated[str | None, Query()] = None,
     detector: Annotated[str | None, Query(description="inspected by this detector")] = None,
     include_deleted: Annotated[bool, Query()] = False,
+    reviewed: Annotated[bool | None, Query(description="has a human verdict")] = None,
+    human_verdict: Annotated[Literal["ok", "defect"] | None, Query(
+        description="the current human verdict")] = None,
+    disagreement: Annotated[bool | None, Query(
+        description="human verdict differs from the machine's ok/defect")] = None,
 ) -> service.Filters:
     filters = service.Filters(
         start=parse_when(start, "start"), end=parse_when(end, "end", end=True),
         labels=[v for v in (label or []) if v], verdict=verdict.value if verdict else None,
         has_defect=has_defect, station=station, detector=detector,
-        include_deleted=include_deleted,
+        include_deleted=include_deleted, reviewed=reviewed, human_verdict=human_verdict,
+        disagreement=disagreement,
     )
     if filters.start and filters.end and filters.end <= filters.start:
         raise _bad_query("end", end or "", "end is before start")
@@ -206,7 +213,8 @@ async def create_inspection(
             record = await service.create_inspection(
                 image_bytes=data, pool=pool, detectors=selected, engine=engine, store=store,
                 meta=service.UploadMeta(station=station or None, operator=operator or None,
-                                        note=note or None),
+                                        note=note or None,
+                                        sampling=sampling_for(settings, station or None)),
                 max_pixels=settings.max_pixels,
             )
         except BaseException:
@@ -242,7 +250,9 @@ async def list_inspections(
         used = [name for name, value in (
             ("start", filters.start), ("end", filters.end), ("label", filters.labels),
             ("verdict", filters.verdict), ("has_defect", filters.has_defect),
-            ("detector", filters.detector), ("include_deleted", filters.include_deleted))
+            ("detector", filters.detector), ("include_deleted", filters.include_deleted),
+            ("reviewed", filters.reviewed is not None), ("human_verdict", filters.human_verdict),
+            ("disagreement", filters.disagreement is not None))
             if value]
         if used:
             raise HTTPException(403, f"filtering by {', '.join(used)} needs the role "

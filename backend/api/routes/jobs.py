@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from kensa.backend.api.deps import EngineDep, requires
-from kensa.backend.jobs import state
+from kensa.backend.jobs import retrain, state
 from kensa.backend.jobs.worker import MIN_GOOD, trainable
 from kensa.backend.records import Job
 from kensa.backend.services import datasets
@@ -23,11 +23,36 @@ router = APIRouter(prefix="/jobs", tags=["jobs"],
                    dependencies=requires("manager"))
 
 
+def _retrain(engine, body: JobCreate, runner: str, pool) -> Job:
+    """A ``retrain_from_reviews`` job for the served good-only detector ``body.name``."""
+    if pool is None or body.name not in pool:
+        raise HTTPException(404, f"no detector {body.name!r} is served")
+    detector = pool.get(body.name).detector
+    if detector.spec.learns_from.value != "good-only" or not hasattr(detector, "update"):
+        raise HTTPException(422, f"{body.name} ({detector.kind}) does not learn from "
+                                 "confirmed good photos; retrain_from_reviews supports "
+                                 "good-only detectors")
+    share = body.config.get("holdout_share")
+    if share is not None and not (isinstance(share, int | float) and 0 <= share < 1):
+        raise HTTPException(422, "config.holdout_share must be a number in [0, 1)")
+    with Session(engine) as session, session.begin():
+        job = Job(kind=retrain.KIND, status="queued", runner=runner, message="queued", params={
+            "name": body.name, "detector": detector.kind, "created_by": body.created_by,
+            **({"holdout_share": float(share)} if share is not None else {})})
+        session.add(job)
+        session.flush()
+        session.expunge(job)
+    return job
+
+
 def _create(engine, body: JobCreate, runner: str) -> Job:
     from kensa.models.registry import get_spec
 
     if body.kind != "train":
-        raise HTTPException(422, f"unknown job kind {body.kind!r}; known: train")
+        raise HTTPException(422, f"unknown job kind {body.kind!r}; known: train, "
+                                 f"{retrain.KIND}")
+    if not body.dataset or not body.detector:
+        raise HTTPException(422, "a train job needs 'dataset' and 'detector'")
     try:
         spec = get_spec(body.detector)
     except KeyError as exc:
@@ -60,7 +85,11 @@ def _create(engine, body: JobCreate, runner: str) -> Job:
 @router.post("", status_code=202, response_model=JobPublic)
 async def submit_job(body: JobCreate, engine: EngineDep, request: Request) -> JobPublic:
     runner = request.app.state.jobs
-    job = await anyio.to_thread.run_sync(_create, engine, body, runner.name)
+    if body.kind == retrain.KIND:
+        job = await anyio.to_thread.run_sync(_retrain, engine, body, runner.name,
+                                             getattr(request.app.state, "pool", None))
+    else:
+        job = await anyio.to_thread.run_sync(_create, engine, body, runner.name)
     await anyio.to_thread.run_sync(runner.submit, job.id)
     return state.public(state.read(engine, job.id))
 

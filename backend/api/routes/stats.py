@@ -11,6 +11,8 @@ from kensa.backend.api.deps import EngineDep, requires
 from kensa.backend.api.routes.inspections import FiltersDep
 from kensa.backend.records import StatsPublic
 from kensa.backend.services import inspections as service
+from kensa.backend.services import reviews
+from kensa.contract.schemas import AgreementPublic
 
 router = APIRouter(tags=["stats"])
 
@@ -24,5 +26,19 @@ async def get_stats(
     without inspections between the first and last are included with zero counts."""
     try:
         return await anyio.to_thread.run_sync(service.stats, engine, filters, bucket)
+    except service.TooManyBuckets as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+@router.get("/stats/agreement", response_model=AgreementPublic,
+            dependencies=requires("manager"))
+async def get_agreement(
+    engine: EngineDep, filters: FiltersDep,
+    bucket: Annotated[Literal["day", "week", "month"], Query()] = "day",
+) -> AgreementPublic:
+    """Machine vs human verdicts over reviewed inspections: the confusion matrix, false-alarm
+    and miss rates, overall, per detector version (``detector`` narrows) and per bucket."""
+    try:
+        return await anyio.to_thread.run_sync(reviews.agreement, engine, filters, bucket)
     except service.TooManyBuckets as exc:
         raise HTTPException(422, str(exc)) from None
