@@ -1,7 +1,8 @@
 """Teaching a station and deploying its models: the part of :class:`~kensa.client.state.AppState`
 behind the Teach and Models screens and "Add to good set" (its fields live on the state).
 
-Each station has one good set, the dataset ``good-<station>``: teaching uploads the new photos
+Each station has one good set, the dataset ``<station>-good`` (the name the server's review loop
+puts confirmed-good photos under, ``review_good_dataset``): teaching uploads the new photos
 into it and trains on all of it, and History adds stored photos to it. A train job is followed by
 polling ``GET /jobs/{id}``; its result is shown beside the version that is active now.
 """
@@ -28,7 +29,7 @@ POLL_SECONDS = 0.5
 
 def good_set_name(station: str) -> str:
     """The dataset that holds a station's good photos."""
-    return f"good-{station.strip() or 'station'}"
+    return f"{station.strip() or 'station'}-good"
 
 
 def default_instance(station: str, kind: str) -> str:

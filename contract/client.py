@@ -306,10 +306,11 @@ class ApiClient:
                 body["comment"] = comment
             response = await self._inspection("POST", path, json=body)
         else:
-            data: list[tuple[str, str]] = [("decision", decision)]
-            data.extend(("labels", label) for label in labels)
+            # a dict (lists for repeated fields): httpx sends a list of pairs with files as a
+            # sync stream, which an AsyncClient refuses
+            data: dict[str, Any] = {"decision": decision, "labels": list(labels)}
             if comment:
-                data.append(("comment", comment))
+                data["comment"] = comment
             response = await self._inspection(
                 "POST", path, data=data, files={"mask": ("mask.png", mask, "image/png")})
         return InspectionPublic.model_validate_json(response.content)

@@ -81,7 +81,7 @@ def latest(client) -> dict:
 def test_teach_use_inspect_models_good_set(server_url, browser, strip_files, good_strips,
                                            admin_token):
     with api(server_url, admin_token) as client:  # a server used before keeps its good set
-        found = client.get(f"/datasets/good-{STATION}")
+        found = client.get(f"/datasets/{STATION}-good")
         held = found.json()["counts"].get("good", 0) if found.status_code == 200 else 0
         before = client.get(f"/detectors/{MODEL}/versions").json()
     page = open_client(browser, server_url)
@@ -134,7 +134,7 @@ def test_teach_use_inspect_models_good_set(server_url, browser, strip_files, goo
         assert job["params"]["created_by"] == "admin"
         version = job["version"]
         assert job["metrics"]["n_holdout_good"] >= 1
-        good_set = client.get(f"/datasets/good-{STATION}").json()
+        good_set = client.get(f"/datasets/{STATION}-good").json()
         assert good_set["counts"] == {"good": held + N_GOOD - 1}
         stored = client.get(f"/detectors/{MODEL}/versions").json()
         assert len(stored) == len(before) + 1
@@ -185,6 +185,6 @@ def test_teach_use_inspect_models_good_set(server_url, browser, strip_files, goo
     text(page, f"Added to the good set of {STATION} ({held + N_GOOD} good photos).")
     shot(page, "26-detail-good-set")
     with api(server_url, admin_token) as client:
-        good_set = client.get(f"/datasets/good-{STATION}").json()
+        good_set = client.get(f"/datasets/{STATION}-good").json()
         assert good_set["counts"] == {"good": held + N_GOOD}
     page.close()
