@@ -358,6 +358,7 @@ def make_main(
                 log.warning("could not store the session: %s", exc)
 
         async def closed(e=None) -> None:
+            state.job = None  # stops following a train job for a page that is gone
             await state.api.aclose()
 
         page.on_close = closed

@@ -43,8 +43,10 @@ def good_strips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def nav(page, name: str) -> None:
-    """A destination of the navigation rail (named "<label> Tab i of n")."""
-    page.get_by_role("button", name=re.compile(rf"^{name}\s+Tab \d")).first.click()
+    """A destination of the navigation rail (named "<label> Tab i of n", a badge's count
+    beside the label)."""
+    named = re.compile(rf"^(\d+\s+)?{name}(\s+\d+)?\s+Tab \d")
+    page.get_by_role("button", name=named).first.click()
 
 
 def press(page, name: str) -> None:
