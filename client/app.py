@@ -1,9 +1,9 @@
 """The tablet client: entry point (``make_main``), routes and the page frame.
 
-Routes: /capture, /result, /history, /detail, /charts, /demo, /settings, each shown only to the
-roles that may use it, and the sign-in screen in place of all of them until someone signs in.
-The same ``main`` runs inside the server (web client at "/") and as a desktop/tablet app
-(``kensa client``).
+Routes: /capture, /result, /history, /detail, /review, /charts, /teach, /models, /demo, /settings,
+each shown only to the roles that may use it, and the sign-in screen in place of all of them
+until someone signs in. The same ``main`` runs inside the server (web client at "/") and as a
+desktop/tablet app (``kensa client``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,12 @@ from kensa.client.views.charts import ChartsView
 from kensa.client.views.demo import DemoView
 from kensa.client.views.detail import DetailView
 from kensa.client.views.history import HistoryView
+from kensa.client.views.models import ModelsView
 from kensa.client.views.result import ResultView
+from kensa.client.views.review import ReviewView, review_key
 from kensa.client.views.settings import SettingsView
 from kensa.client.views.sign_in import SignInView
+from kensa.client.views.teach import TeachView
 from kensa.contract.client import ApiClient
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,10 @@ QUEUE_RETRY_SECONDS = 20
 NAV = (
     ("/capture", "Capture", ft.Icons.PHOTO_CAMERA),
     ("/history", "History", ft.Icons.HISTORY),
+    ("/review", "Review", ft.Icons.RATE_REVIEW),
     ("/charts", "Charts", ft.Icons.BAR_CHART),
+    ("/teach", "Teach", ft.Icons.SCHOOL),
+    ("/models", "Models", ft.Icons.MODEL_TRAINING),
     ("/demo", "Demo booth", ft.Icons.SLIDESHOW),
     ("/settings", "Settings", ft.Icons.SETTINGS),
 )
@@ -51,6 +57,12 @@ THEME_MODES = {"light": ft.ThemeMode.LIGHT, "dark": ft.ThemeMode.DARK,
 
 def nav_items(state: AppState) -> list[tuple[str, str, ft.IconData]]:
     return [item for item in NAV if state.may_open(item[0])]
+
+
+def nav_icon(state: AppState, route: str, icon: ft.IconData) -> ft.Icon:
+    """The destination's icon; Review's carries the count of open reviews."""
+    count = state.review_open if route == "/review" else 0
+    return ft.Icon(icon, badge=str(count) if count else None)
 
 
 @ft.component
@@ -125,6 +137,12 @@ def Screen(state: AppState, picker: ft.FilePicker, save_settings, web: bool):
         return DetailView(state)
     if route == "/charts":
         return ChartsView(state)
+    if route == "/review":
+        return ReviewView(state)
+    if route == "/teach":
+        return TeachView(state, picker)
+    if route == "/models":
+        return ModelsView(state)
     if route == "/demo":
         return DemoView(state, picker)
     if route == "/settings":
@@ -155,8 +173,26 @@ def App(state: AppState, picker: ft.FilePicker, save_settings, save_session, use
             state.refresh_queue()
         elif state.route == "/demo":
             await state.load_samples()
+        elif state.route == "/review":
+            await state.load_reviews()
+        elif state.route == "/teach":
+            await state.load_teach()
+        elif state.route == "/models":
+            await state.load_models()
 
     ft.use_effect(load_for_route, dependencies=[state.route, state.signed_in])
+
+    async def count_reviews():
+        if state.signed_in and state.route != "/review":  # the screen loads its own
+            await state.refresh_review_count()
+
+    ft.use_effect(count_reviews, dependencies=[state.route, state.signed_in])
+
+    async def shortcut(e: ft.KeyboardEvent):
+        if state.signed_in and state.route == "/review" and not (e.ctrl or e.alt or e.meta):
+            await review_key(state, e.key)
+
+    page.on_keyboard_event = shortcut
 
     async def retry_queue_forever():
         while True:
@@ -164,6 +200,9 @@ def App(state: AppState, picker: ft.FilePicker, save_settings, save_session, use
             if state.queue and not state.busy and state.signed_in:
                 with contextlib.suppress(Exception):
                     await state.flush_queue()
+            if state.signed_in and state.online:
+                with contextlib.suppress(Exception):
+                    await state.refresh_review_count()
 
     ft.use_effect(retry_queue_forever, dependencies=[], cleanup=lambda: None)
 
@@ -206,8 +245,9 @@ def App(state: AppState, picker: ft.FilePicker, save_settings, save_session, use
         bar = ft.NavigationBar(
             selected_index=index,
             on_change=navigate,
-            destinations=[ft.NavigationBarDestination(icon=icon, label=label)
-                          for _, label, icon in items],
+            destinations=[ft.NavigationBarDestination(icon=nav_icon(state, route, icon),
+                                                      label=label)
+                          for route, label, icon in items],
         )
         top = ft.Container(padding=ft.Padding.only(left=20, top=10, right=20),
                            content=SignedIn(state, compact=True))
@@ -224,8 +264,9 @@ def App(state: AppState, picker: ft.FilePicker, save_settings, save_session, use
                 ft.Text("kensa", size=24, weight=ft.FontWeight.BOLD, color=ft.Colors.PRIMARY),
                 SignedIn(state),
             ])),
-        destinations=[ft.NavigationRailDestination(icon=icon, label=label)
-                      for _, label, icon in items],
+        destinations=[ft.NavigationRailDestination(icon=nav_icon(state, route, icon),
+                                                   label=label)
+                      for route, label, icon in items],
     )
     return [ft.View(route=state.route, padding=0, controls=[
         ft.Row(expand=True, spacing=0, vertical_alignment=ft.CrossAxisAlignment.STRETCH,
@@ -317,6 +358,7 @@ def make_main(
                 log.warning("could not store the session: %s", exc)
 
         async def closed(e=None) -> None:
+            state.job = None  # stops following a train job for a page that is gone
             await state.api.aclose()
 
         page.on_close = closed

@@ -16,13 +16,28 @@ from typing import Any
 import flet as ft
 
 from kensa.client.offline_queue import PhotoQueue, QueuedPhoto
+from kensa.client.photo import Photo
+from kensa.client.reviewing import Reviewing
+from kensa.client.teaching import DetectorVersions, TeachForm, Teaching
 from kensa.contract.client import ApiClient, ApiError, InspectionId, Query
 from kensa.contract.constants import ANOMALY_LABEL, DEFAULT_SERVER_URL, USER_ROLES
-from kensa.contract.schemas import FindingPublic, InspectionPublic, SamplePublic, StatsPublic
+from kensa.contract.schemas import (
+    DatasetPublic,
+    DetectorVersionPublic,
+    FindingPublic,
+    InspectionPublic,
+    JobPublic,
+    ReviewItem,
+    SamplePublic,
+    StatsPublic,
+)
 
 SIGN_IN = "/sign-in"
-ROUTES = ("/capture", "/result", "/history", "/detail", "/charts", "/demo", "/settings")
-NEEDS_ROLE = {"/charts": "manager"}  # the lowest role a route is for (default: operator)
+ROUTES = ("/capture", "/result", "/history", "/detail", "/review", "/charts", "/teach", "/models",
+          "/demo", "/settings")
+# the lowest role a route is for (default: operator)
+NEEDS_ROLE = {"/review": "manager", "/charts": "manager", "/teach": "manager",
+              "/models": "manager"}
 SESSION_ENDED = "Your session ended. Sign in again."
 THEMES = ("light", "dark", "system")
 DATE_RANGES = {"today": 0, "7 days": 7, "30 days": 30, "all": None}
@@ -124,17 +139,9 @@ class HistoryFilter:
         return replace(self, labels=labels)
 
 
-@dataclass(frozen=True)
-class Photo:
-    """A picked or captured photo before it is sent."""
-
-    filename: str
-    data: bytes
-
-
 @ft.observable
 @dataclass
-class AppState:
+class AppState(Teaching, Reviewing):
     """Everything the screens show. Mutate only through the methods."""
 
     api: ApiClient
@@ -161,6 +168,17 @@ class AppState:
     demo_step: int = 1
     samples: list[SamplePublic] = field(default_factory=list)  # the demo booth's strips
     page_size: int = PAGE_SIZE
+    teach: TeachForm = field(default_factory=TeachForm)  # the Teach screen's photos and choice
+    good_set: DatasetPublic | None = None  # the station's good set (None: not made yet)
+    job: JobPublic | None = None  # the train job the Teach screen follows
+    teach_versions: tuple[DetectorVersionPublic, ...] = ()  # the taught detector's versions
+    models: list[DetectorVersions] = field(default_factory=list)  # the Models screen
+    reviews: list[ReviewItem] = field(default_factory=list)  # the open review queue (a page)
+    review_total: int = 0  # open entries matching the Review screen's filter
+    review_open: int = 0  # open entries at every station: the navigation badge
+    review_here: bool = False  # the Review screen shows this station's entries only
+    review_skipped: tuple[str, ...] = ()  # inspection ids skipped on this tablet
+    review_labels: tuple[str, ...] = ()  # the labels chosen for the entry shown
     settings_version: int = 0  # bumped after settings change (views re-read inputs)
 
     # signing in --------------------------------------------------------------------------------
@@ -249,6 +267,10 @@ class AppState:
         self.current = None
         self.last_deleted = None
         self.filters = HistoryFilter()
+        self.teach, self.good_set, self.job, self.teach_versions = TeachForm(), None, None, ()
+        self.models = []
+        self.reviews, self.review_total, self.review_open = [], 0, 0
+        self.review_skipped, self.review_labels = (), ()
 
     def _failed(self, exc: ApiError, message: str | None = None) -> None:
         """Show a failed call; a 401 ends the session instead."""

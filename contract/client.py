@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
@@ -20,9 +21,14 @@ from pydantic import TypeAdapter
 from kensa.contract.constants import API_PREFIX, DEFAULT_SERVER_URL
 from kensa.contract.schemas import (
     AgreementPublic,
+    DatasetImagesAdded,
+    DatasetPublic,
+    DetectorKindPublic,
     DetectorPublic,
+    DetectorVersionPublic,
     InspectionList,
     InspectionPublic,
+    JobPublic,
     ReviewList,
     ReviewPublic,
     SamplePublic,
@@ -35,6 +41,10 @@ InspectionId = uuid.UUID | str
 MISSING_INSPECTION = "That inspection does not exist (any more)."
 _DETECTORS = TypeAdapter(list[DetectorPublic])
 _SAMPLES = TypeAdapter(list[SamplePublic])
+_DATASETS = TypeAdapter(list[DatasetPublic])
+_JOBS = TypeAdapter(list[JobPublic])
+_KINDS = TypeAdapter(list[DetectorKindPublic])
+_VERSIONS = TypeAdapter(list[DetectorVersionPublic])
 _REVIEWS = TypeAdapter(list[ReviewPublic])
 
 
@@ -87,6 +97,11 @@ def _detail(response: httpx.Response) -> str:
     if isinstance(detail, list):  # FastAPI validation errors
         return "; ".join(str(item.get("msg", item)) for item in detail if isinstance(item, dict))
     return str(detail or body)
+
+
+def _seg(value: str) -> str:
+    """A name as one URL path segment."""
+    return quote(str(value), safe="")
 
 
 def content_type(filename: str) -> str:
@@ -291,10 +306,11 @@ class ApiClient:
                 body["comment"] = comment
             response = await self._inspection("POST", path, json=body)
         else:
-            data: list[tuple[str, str]] = [("decision", decision)]
-            data.extend(("labels", label) for label in labels)
+            # a dict (lists for repeated fields): httpx sends a list of pairs with files as a
+            # sync stream, which an AsyncClient refuses
+            data: dict[str, Any] = {"decision": decision, "labels": list(labels)}
             if comment:
-                data.append(("comment", comment))
+                data["comment"] = comment
             response = await self._inspection(
                 "POST", path, data=data, files={"mask": ("mask.png", mask, "image/png")})
         return InspectionPublic.model_validate_json(response.content)
@@ -337,6 +353,85 @@ class ApiClient:
             body["label"] = label
         response = await self._request("PATCH", f"{API_PREFIX}/detectors/{name}", json=body)
         return DetectorPublic.model_validate_json(response.content)
+
+    async def detector_kinds(self) -> list[DetectorKindPublic]:
+        """Every registered detector kind (``trainable``: a train job can fit it)."""
+        response = await self._request("GET", f"{API_PREFIX}/detectors/kinds")
+        return _KINDS.validate_json(response.content)
+
+    # datasets, jobs, versions -------------------------------------------------------------------
+    async def create_dataset(self, name: str, station: str | None = None) -> DatasetPublic:
+        body: dict[str, Any] = {"name": name}
+        if station:
+            body["station"] = station
+        response = await self._request("POST", f"{API_PREFIX}/datasets", json=body)
+        return DatasetPublic.model_validate_json(response.content)
+
+    async def datasets(self) -> list[DatasetPublic]:
+        response = await self._request("GET", f"{API_PREFIX}/datasets")
+        return _DATASETS.validate_json(response.content)
+
+    async def get_dataset(self, dataset: str) -> DatasetPublic:
+        """A dataset by id or name."""
+        response = await self._request("GET", f"{API_PREFIX}/datasets/{_seg(dataset)}")
+        return DatasetPublic.model_validate_json(response.content)
+
+    async def add_images(self, dataset: str, images: Iterable[tuple[str, bytes]],
+                         label: str = "good") -> DatasetImagesAdded:
+        """Upload ``(filename, bytes)`` photos into a dataset under one label."""
+        files = [("image", (name, data, content_type(name))) for name, data in images]
+        response = await self._request("POST", f"{API_PREFIX}/datasets/{_seg(dataset)}/images",
+                                       data={"label": label}, files=files)
+        return DatasetImagesAdded.model_validate_json(response.content)
+
+    async def add_from_history(self, dataset: str, inspection_ids: Iterable[InspectionId],
+                               label: str = "good") -> DatasetImagesAdded:
+        """Add stored inspection photos to a dataset under one label."""
+        body = {"inspection_ids": [str(i) for i in inspection_ids], "label": label}
+        response = await self._request("POST", f"{API_PREFIX}/datasets/{_seg(dataset)}/images",
+                                       json=body)
+        return DatasetImagesAdded.model_validate_json(response.content)
+
+    async def train(self, dataset: str, detector: str, name: str, *,
+                    config: dict[str, Any] | None = None, quick: bool = False,
+                    created_by: str | None = None) -> JobPublic:
+        """Start a train job: fit a ``detector`` kind on ``dataset`` as the instance ``name``."""
+        body: dict[str, Any] = {"kind": "train", "dataset": dataset, "detector": detector,
+                                "name": name, "config": config or {}, "quick": quick}
+        if created_by:
+            body["created_by"] = created_by
+        response = await self._request("POST", f"{API_PREFIX}/jobs", json=body)
+        return JobPublic.model_validate_json(response.content)
+
+    async def job(self, job_id: uuid.UUID | str) -> JobPublic:
+        response = await self._request("GET", f"{API_PREFIX}/jobs/{job_id}")
+        return JobPublic.model_validate_json(response.content)
+
+    async def jobs(self) -> list[JobPublic]:
+        """The latest jobs, newest first."""
+        response = await self._request("GET", f"{API_PREFIX}/jobs")
+        return _JOBS.validate_json(response.content)
+
+    async def cancel_job(self, job_id: uuid.UUID | str) -> JobPublic:
+        response = await self._request("POST", f"{API_PREFIX}/jobs/{job_id}/cancel")
+        return JobPublic.model_validate_json(response.content)
+
+    async def versions(self, name: str) -> list[DetectorVersionPublic]:
+        """Every trained version of the detector ``name``, oldest first."""
+        response = await self._request("GET", f"{API_PREFIX}/detectors/{_seg(name)}/versions")
+        return _VERSIONS.validate_json(response.content)
+
+    async def activate(self, name: str, version: str) -> DetectorVersionPublic:
+        """Serve ``version`` of ``name`` for new inspections (rollback: an older one)."""
+        response = await self._request(
+            "POST", f"{API_PREFIX}/detectors/{_seg(name)}/versions/{version}/activate")
+        return DetectorVersionPublic.model_validate_json(response.content)
+
+    async def shadow(self, name: str, version: str) -> DetectorVersionPublic:
+        """Run ``version`` beside the active one (stored, not shown)."""
+        response = await self._request(
+            "POST", f"{API_PREFIX}/detectors/{_seg(name)}/versions/{version}/shadow")
+        return DetectorVersionPublic.model_validate_json(response.content)
 
     # demo samples -------------------------------------------------------------------------------
     async def samples(self) -> list[SamplePublic]:

@@ -322,6 +322,16 @@ class ShadowAgreement(Schema):
     rate: float | None = None
 
 
+class DetectorKindPublic(Schema):
+    """A registered detector kind, as ``GET /api/v1/detectors/kinds`` lists it."""
+
+    kind: str
+    task: str
+    learns_from: str = Field(description="good-only | labelled")
+    description: str = ""
+    trainable: bool = Field(description="a train job can fit it from a dataset")
+
+
 class DetectorVersionPublic(Schema):
     name: str
     version: str

@@ -32,6 +32,11 @@ HOLDOUT_FRACTION = 0.2
 MIN_GOOD = 4
 
 
+def trainable(spec) -> bool:
+    """Whether a train job can fit a detector kind from a dataset (good-only kinds)."""
+    return spec.learns_from.value == "good-only"
+
+
 class Cancelled(Exception):
     pass
 

@@ -13,20 +13,29 @@ BIG = 20
 
 async def pick_photo(picker: ft.FilePicker, camera: bool) -> tuple[str, bytes] | None:
     """Open the picker (on a tablet browser 'image' offers the camera). None when cancelled."""
+    picked = await pick_photos(picker, camera)
+    return picked[0] if picked else None
+
+
+async def pick_photos(picker: ft.FilePicker, camera: bool,
+                      multiple: bool = False) -> list[tuple[str, bytes]]:
+    """``(name, bytes)`` of the photos taken or chosen ([] when cancelled)."""
     files = await picker.pick_files(
-        dialog_title="Take or choose a photo" if camera else "Choose a photo",
+        dialog_title="Take or choose a photo" if camera else "Choose photos",
         file_type=ft.FilePickerFileType.IMAGE if camera else ft.FilePickerFileType.CUSTOM,
         allowed_extensions=None if camera else ["jpg", "jpeg", "png", "bmp", "tif", "tiff"],
+        allow_multiple=multiple,
         with_data=True,
         cancel_upload_on_window_blur=False,
     )
-    if not files:
-        return None
-    chosen = files[0]
-    data = chosen.bytes
-    if data is None and chosen.path:
-        data = Path(chosen.path).read_bytes()
-    return (chosen.name, data) if data else None
+    out = []
+    for chosen in files or []:
+        data = chosen.bytes
+        if data is None and chosen.path:
+            data = Path(chosen.path).read_bytes()
+        if data:
+            out.append((chosen.name, data))
+    return out
 
 
 @ft.component

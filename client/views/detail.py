@@ -30,6 +30,9 @@ def DetailView(state: AppState):
                 duration=ft.Duration(seconds=8),
             ))
 
+    async def add_good():
+        await state.add_to_good_set(record)
+
     return ft.Column(
         expand=True,
         spacing=12,
@@ -43,6 +46,9 @@ def DetailView(state: AppState):
                     ft.Text(f"Inspection #{short_id(record)}", size=28, weight=ft.FontWeight.BOLD),
                     VerdictBadge(record.verdict, size=20),
                     ft.Container(expand=True),
+                    *([ft.OutlinedButton(
+                        "Add to good set", icon=ft.Icons.PLAYLIST_ADD_CHECK, height=52,
+                        on_click=add_good)] if state.is_manager else []),
                     *([ft.OutlinedButton(
                         "Delete", icon=ft.Icons.DELETE_OUTLINE, height=52, on_click=delete,
                         style=ft.ButtonStyle(color=ft.Colors.RED_700))]

@@ -32,7 +32,8 @@ async def test_sign_in_keeps_the_servers_token_and_role(backend, api_for, tmp_pa
     assert datetime.fromisoformat(state.session.expires_at) > datetime.now(UTC)
     assert state.error == "" and state.busy == ""
     assert state.is_manager and state.routes == [
-        "/capture", "/result", "/history", "/detail", "/charts", "/demo", "/settings"]
+        "/capture", "/result", "/history", "/detail", "/review", "/charts", "/teach", "/models",
+        "/demo", "/settings"]
     await state.load_history()  # the token works for the API
     assert state.error == "" and state.history_total == 0
 

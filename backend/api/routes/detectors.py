@@ -8,10 +8,17 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from kensa.backend.api.deps import CurrentUser, EngineDep, PoolDep, SettingsDep, StoreDep, requires
+from kensa.backend.jobs.worker import trainable
 from kensa.backend.services import versions
 from kensa.backend.services.accounts import audit
 from kensa.backend.services.inference import DetectorPool
-from kensa.contract.schemas import DetectorPublic, DetectorVersionPublic, ErrorBody, ThresholdUpdate
+from kensa.contract.schemas import (
+    DetectorKindPublic,
+    DetectorPublic,
+    DetectorVersionPublic,
+    ErrorBody,
+    ThresholdUpdate,
+)
 
 router = APIRouter(prefix="/detectors", tags=["detectors"])
 NO_DETECTOR = {404: {"model": ErrorBody, "description": "no such detector or version"}}
@@ -23,6 +30,20 @@ async def list_detectors(pool: PoolDep) -> list[DetectorPublic]:
     """Each loaded detector's ``describe()`` (name, task, labels, version, weights, threshold,
     demo, metrics) plus its notes and artifact folder."""
     return [DetectorPublic(**loaded.describe()) for loaded in pool.all()]
+
+
+@router.get("/kinds", response_model=list[DetectorKindPublic],
+            dependencies=requires("manager"))
+async def list_kinds() -> list[DetectorKindPublic]:
+    """Every registered detector kind; ``trainable`` ones a train job fits from a dataset
+    (good-only), the choice the tablet's teach screen offers."""
+    from kensa.models.registry import list_detectors
+
+    return [DetectorKindPublic(kind=spec.kind, task=spec.task.value,
+                               learns_from=spec.learns_from.value,
+                               description=spec.description,
+                               trainable=trainable(spec))
+            for spec in list_detectors()]
 
 
 def _audited_threshold(pool: DetectorPool, engine: Engine, name: str, body: ThresholdUpdate,

@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from kensa.backend.api.deps import EngineDep, requires
 from kensa.backend.jobs import retrain, state
-from kensa.backend.jobs.worker import MIN_GOOD
+from kensa.backend.jobs.worker import MIN_GOOD, trainable
 from kensa.backend.records import Job
 from kensa.backend.services import datasets
 from kensa.contract.schemas import JOB_FINAL, ErrorBody, JobCreate, JobPublic
@@ -58,7 +58,7 @@ def _create(engine, body: JobCreate, runner: str) -> Job:
         spec = get_spec(body.detector)
     except KeyError as exc:
         raise HTTPException(422, str(exc.args[0])) from None
-    if spec.learns_from.value != "good-only":
+    if not trainable(spec):
         raise HTTPException(422, f"{body.detector} learns from labelled defects; training "
                                  "from a dataset supports good-only detectors")
     try:

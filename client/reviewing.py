@@ -1,0 +1,120 @@
+"""The review loop on the tablet: the part of :class:`~kensa.client.state.AppState` behind the
+Review screen and the open-review count on the navigation (its fields live on the state).
+
+The queue comes from ``GET /reviews?status=open`` (oldest first); the person's answer goes to
+``POST /inspections/{id}/review`` and never changes the machine's verdict. Skipped entries move
+to the back of the queue on this tablet only.
+"""
+
+from __future__ import annotations
+
+from kensa.contract.client import ApiError
+from kensa.contract.schemas import ReviewItem
+
+REVIEW_PAGE = 50
+REASONS = {
+    "review": "The machine was not sure (verdict: needs review).",
+    "uncertain": "The score was close to the threshold.",
+    "random": "Picked at random to check the machine.",
+    "manual": "Reviewed on request.",
+}
+
+
+class Reviewing:
+    """Review-queue methods of the app state (``AppState`` mixes them in)."""
+
+    @property
+    def review_item(self) -> ReviewItem | None:
+        """The entry on the Review screen: the oldest one not skipped (else the oldest)."""
+        fresh = [r for r in self.reviews if str(r.inspection.id) not in self.review_skipped]
+        return (fresh or self.reviews or [None])[0]
+
+    def _show_review(self) -> None:
+        item = self.review_item
+        if item is None:
+            self.current, self.review_labels = None, ()
+            return
+        self.show_record(item.inspection)
+        machine = {f.label for f in item.inspection.findings if f.label}
+        self.review_labels = tuple(sorted(machine))
+
+    async def load_reviews(self) -> None:
+        """The open queue (at this station if ``review_here``) and the badge count."""
+        station = self.settings.station if self.review_here else None
+        try:
+            page = await self.api.reviews("open", station=station, limit=REVIEW_PAGE)
+        except ApiError as exc:
+            self._failed(exc, f"Could not load the reviews: {exc.message}")
+            return
+        self.online = True
+        self.reviews = list(page.items)
+        self.review_total = page.total
+        if not station:
+            self.review_open = page.open
+        self._show_review()
+
+    async def refresh_review_count(self) -> None:
+        """The number of open reviews for the navigation badge (managers only; quiet)."""
+        if not self.is_manager:
+            self.review_open = 0
+            return
+        try:
+            self.review_open = (await self.api.reviews("open", limit=1)).open
+        except ApiError as exc:
+            if exc.status == 401:
+                self.session_ended()
+
+    async def set_review_here(self, here: bool) -> None:
+        self.review_here = here
+        self.review_skipped = ()
+        await self.load_reviews()
+
+    def toggle_review_label(self, label: str) -> None:
+        if label in self.review_labels:
+            self.review_labels = tuple(x for x in self.review_labels if x != label)
+        else:
+            self.review_labels = (*self.review_labels, label)
+
+    def skip_review(self) -> None:
+        item = self.review_item
+        if item is None:
+            return
+        key = str(item.inspection.id)
+        if key in self.review_skipped:  # everything skipped once: start the round again
+            self.review_skipped = ()
+        self.review_skipped = (*self.review_skipped, key)
+        self._show_review()
+
+    async def decide(self, decision: str, comment: str = "", mask: bytes | None = None
+                     ) -> bool:
+        """Record the person's ``ok`` or ``defect`` (with the chosen labels and an optional
+        mask PNG) on the entry shown, then show the next one."""
+        item = self.review_item
+        if item is None:
+            return False
+        labels = self.review_labels if decision == "defect" else ()
+        self.clear_messages()
+        self.busy = "Saving the review…"
+        try:
+            await self.api.review(item.inspection.id, decision, labels=labels,
+                                  comment=comment.strip() or None, mask=mask)
+        except ApiError as exc:
+            self._failed(exc, f"The review was not saved: {exc.message}")
+            return False
+        finally:
+            self.busy = ""
+        self.online = True
+        short = str(item.inspection.id)[:8]
+        words = "OK" if decision == "ok" else "defect" + (
+            f" ({', '.join(labels)})" if labels else "")
+        self.reviews = [r for r in self.reviews if r.inspection.id != item.inspection.id]
+        self.review_skipped = tuple(k for k in self.review_skipped if k != str(
+            item.inspection.id))
+        self.review_total = max(0, self.review_total - 1)
+        self.review_open = max(0, self.review_open - 1)
+        self.notice = f"#{short} marked {words}."
+        if not self.reviews and self.review_total:
+            await self.load_reviews()  # the next page
+        else:
+            self._show_review()
+        return True
