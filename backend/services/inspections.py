@@ -1,9 +1,13 @@
 """One photo's way through the service, and reading inspections back.
 
-``create_inspection``: decode and verify -> run detectors (off the event loop) -> render the
-overlay, masks and maps -> write blobs (temp + atomic rename) -> ONE transaction for the
+``create_inspection``: decode and verify once -> run detectors (off the event loop) -> encode
+masks and maps once (fast PNG) -> write blobs (temp + atomic rename) -> ONE transaction for the
 inspection, its runs, findings and maps. If the transaction fails, blobs this request created
 (and nothing else references) are removed again, so a failed upload leaves nothing behind.
+
+The default overlay is not drawn on the request path: the first ``GET .../overlay`` renders it
+from the stored masks and maps (the same pixels the upload would have drawn) and caches it as
+a blob (``overlay_key``), so every later GET is a file read.
 """
 
 from __future__ import annotations
@@ -15,7 +19,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import anyio
-from sqlalchemy import Engine, case, distinct, exists, func, literal_column, select
+from sqlalchemy import (
+    Engine,
+    case,
+    distinct,
+    exists,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -58,14 +71,13 @@ log = logging.getLogger(__name__)
 # -- evidence: the models codec owns what a layer means; we store kind and label verbatim ---------
 @dataclass
 class _Rendered:
-    overlay: bytes
     runs: list[EncodedDetection]
+    overlay: bytes | None = None  # None: drawn on first GET (``cached_overlay``)
 
 
 def render_evidence(decoded: DecodedImage, detections: Sequence[Detection]) -> _Rendered:
-    """Default overlay plus the blobs that let any layer be re-rendered later."""
-    return _Rendered(overlay=png_bytes(render_overlay(decoded.rgb, detections)),
-                     runs=[encode_detection(det) for det in detections])
+    """The blobs that let any layer be rendered later (the overlay itself is drawn lazily)."""
+    return _Rendered(runs=[encode_detection(det) for det in detections])
 
 
 # -- creating -------------------------------------------------------------------------------------
@@ -118,7 +130,7 @@ def _persist(engine: Engine, store: BlobStore, image_bytes: bytes, decoded: Deco
                     inspection_id=inspection.id, detector=det.detector, version=det.version,
                     task=det.task.value, verdict=det.verdict.value,
                     anomaly_score=det.anomaly_score, threshold=det.threshold,
-                    threshold_method=det.threshold_method,
+                    threshold_method=det.threshold_method, runtime=det.runtime,
                     timings_ms={k: round(float(v), 3) for k, v in det.timings_ms.items()},
                 )
                 session.add(run)
@@ -162,9 +174,11 @@ def _remove_unreferenced(engine: Engine, store: BlobStore, keys: Sequence[str]) 
 
 async def create_inspection(*, image_bytes: bytes, pool: DetectorPool,
                             detectors: Sequence[LoadedDetector], engine: Engine,
-                            store: BlobStore, meta: UploadMeta, max_pixels: int
-                            ) -> InspectionPublic:
-    decoded = await anyio.to_thread.run_sync(decode_image, image_bytes, max_pixels)
+                            store: BlobStore, meta: UploadMeta, max_pixels: int,
+                            decoded: DecodedImage | None = None) -> InspectionPublic:
+    """``decoded``: the upload already decoded and verified (else it is decoded here)."""
+    if decoded is None:
+        decoded = await anyio.to_thread.run_sync(decode_image, image_bytes, max_pixels)
     detections = await pool.run(decoded.rgb, detectors)
     rendered = await anyio.to_thread.run_sync(render_evidence, decoded, detections)
     inspection_id = await anyio.to_thread.run_sync(
@@ -201,7 +215,7 @@ def to_public(inspection: Inspection, runs: Sequence[DetectorRun],
         detectors=[DetectorRef(name=r.detector, version=r.version) for r in runs],
         runs=[RunPublic(detector=r.detector, version=r.version, verdict=r.verdict,
                         anomaly_score=r.anomaly_score, threshold=r.threshold,
-                        threshold_method=r.threshold_method,
+                        threshold_method=r.threshold_method, runtime=r.runtime,
                         timings_ms=r.timings_ms or {}) for r in runs],
         labels=sorted({f.label for f in findings}),
         evidence=[EvidencePublic(kind=m.kind, label=m.label, detector=detector_of.get(m.run_id, ""),
@@ -360,6 +374,26 @@ def render_stored_overlay(engine: Engine, store: BlobStore, inspection_id: uuid.
         image_key = inspection.image_key
     image = decode_photo(store.read(image_key), max_pixels=None, min_side=1).rgb
     return png_bytes(render_overlay(image, detections, layers=layers))
+
+
+def cached_overlay(engine: Engine, store: BlobStore, inspection_id: uuid.UUID) -> str | None:
+    """The default overlay's blob key, rendering and storing it on first use (None: no such
+    inspection). Concurrent first GETs render the same bytes, hence the same key."""
+    with Session(engine) as session:
+        inspection = session.get(Inspection, inspection_id)
+        if inspection is None:
+            return None
+        if inspection.overlay_key:
+            return inspection.overlay_key
+    png = render_stored_overlay(engine, store, inspection_id)
+    if png is None:
+        return None
+    key = store.put(png, "png").key
+    with Session(engine) as session, session.begin():
+        session.execute(update(Inspection).where(Inspection.id == inspection_id,
+                                                 Inspection.overlay_key.is_(None))
+                        .values(overlay_key=key))
+    return key
 
 
 def evidence_blob(engine: Engine, inspection_id: uuid.UUID, n: int) -> str | None:
