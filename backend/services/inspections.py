@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -94,25 +95,36 @@ def combined_anomaly_score(detections: Sequence[Detection]) -> float | None:
     return max(scores) if scores else None
 
 
+_WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kensa-blob-write")
+
+
 def _persist(engine: Engine, store: BlobStore, image_bytes: bytes, decoded: DecodedImage,
              rendered: _Rendered, meta: UploadMeta) -> uuid.UUID:
     """Write every blob first (outside the transaction, so database locks stay short), then
     the rows in one transaction; on any failure remove the blobs this call created."""
     created: list[str] = []
 
-    def put(data: bytes | None, suffix: str = "png") -> str | None:
+    def put(item: tuple[bytes | None, str]) -> str | None:
+        data, suffix = item
         if data is None:
             return None
         result = store.put(data, suffix)
         if result.created:
-            created.append(result.key)
+            created.append(result.key)  # list.append is atomic: safe from the writer threads
         return result.key
 
     try:
-        image_key = put(image_bytes, decoded.suffix)
-        overlay_key = put(rendered.overlay)
-        mask_keys = [[put(mask) for mask in ev.finding_masks] for ev in rendered.runs]
-        map_keys = [[put(layer.png) for layer in ev.layers] for ev in rendered.runs]
+        blobs = [(image_bytes, decoded.suffix or "bin"), (rendered.overlay, "png")]
+        blobs += [(mask, "png") for ev in rendered.runs for mask in ev.finding_masks]
+        blobs += [(layer.png, "png") for ev in rendered.runs for layer in ev.layers]
+        # written side by side: each local write waits for its own fsync, each S3 PUT for its
+        # round trip, so one upload's blobs cost about one write, not one per blob
+        writes = [_WRITERS.submit(put, blob) for blob in blobs]
+        wait(writes)  # all of them, so a failure below cleans up every blob written
+        keys = iter([w.result() for w in writes])
+        image_key, overlay_key = next(keys), next(keys)
+        mask_keys = [[next(keys) for _ in ev.finding_masks] for ev in rendered.runs]
+        map_keys = [[next(keys) for _ in ev.layers] for ev in rendered.runs]
         detections = [r.detection for r in rendered.runs]
         inspection = Inspection(
             station=meta.station, operator=meta.operator, note=meta.note,
