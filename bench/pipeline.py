@@ -101,6 +101,8 @@ def main() -> int:
     parser.add_argument("--pipelines", nargs="+", default=list(PIPELINES), choices=PIPELINES)
     parser.add_argument("--parity", type=int, nargs=2, default=(2, 3),
                         metavar=("GOOD", "DEFECTIVE"), help="strips of the export parity check")
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).parent / "results" / "pipeline.json")
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(_child(args.child, args.n)))
@@ -112,7 +114,7 @@ def main() -> int:
                            "export path is not wired into this script yet"}
     results: dict[str, dict] = {}
     parity: dict[str, dict] = {}
-    target = Path(__file__).parent / "results" / "pipeline.json"
+    target = args.out
     for pipeline in args.pipelines:  # built, measured and written one at a time
         with tempfile.TemporaryDirectory() as tmp:
             built = _build(Path(tmp), [pipeline], tuple(args.parity))
