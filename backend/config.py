@@ -69,6 +69,18 @@ class Settings(BaseSettings):
         300, ge=1, description="uploads (POST /api/v1/inspections) one client (user or station "
                                "key, from one address) may send per minute; more get 429")
     inference_concurrency: int = Field(2, ge=1, description="detector calls at once")
+    batch_max: int = Field(
+        8, ge=1, description="dynamic batching: concurrent photos for one detector run as one "
+                             "batch of at most this many (1: no batching)")
+    batch_wait_ms: float = Field(
+        5.0, ge=0, le=1000, description="how long a photo waits for others to join its batch "
+                                        "(only while another request of that detector is in "
+                                        "flight, so a lone client never waits)")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads (default: torch's own, or "
+                                "OMP_NUM_THREADS); ONNX Runtime / OpenVINO engines use the same "
+                                "number. With inference_concurrency batches at once, "
+                                "concurrency x threads should not exceed the cores")
     demo_good_images: int = Field(40, ge=2, description="synthetic good strips for the demo")
     serve_client: bool = Field(True, description="mount the web client at /")
     device: str | None = Field(

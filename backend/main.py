@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import fastapi.routing
 import swagger_ui_bundle
+import torch
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -54,11 +55,14 @@ async def _load_detectors(app: FastAPI) -> None:
         await anyio.sleep(0.2)
     try:
         def load() -> DetectorPool:
+            if settings.torch_threads:  # before loading: the engines take the same count
+                torch.set_num_threads(settings.torch_threads)
             pool = DetectorPool.load(
                 settings.model_dir, settings.extra_models,
                 concurrency=settings.inference_concurrency,
                 demo_good_images=settings.demo_good_images, device=settings.device,
                 limiter=app.state.limiter,
+                batch_max=settings.batch_max, batch_wait_ms=settings.batch_wait_ms,
             )
             versions.apply_deployed(app.state.engine, app.state.store, pool,
                                     settings.data_dir / "versions")

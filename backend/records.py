@@ -94,6 +94,7 @@ class DetectorRun(SQLModel, table=True):
     timings_ms: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON))
     threshold_method: str | None = Field(default=None, max_length=50)
     shadow: bool = False  # a candidate version run beside the active one, not in the verdict
+    runtime: str | None = Field(default=None, max_length=16)  # torch|onnxruntime|openvino
 
 
 class Finding(SQLModel, table=True):

@@ -53,6 +53,9 @@ class RunPublic(Schema):
     threshold: float | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
     threshold_method: str | None = Field(None, description="how the threshold was set")
+    runtime: str | None = Field(
+        None, description="what ran the model for this run: torch, onnxruntime or openvino "
+                          "(null on records made before it was recorded)")
 
 
 class EvidencePublic(Schema):

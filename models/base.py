@@ -128,7 +128,9 @@ class Detector(ABC):
 
     # -- shared behaviour ----------------------------------------------------------------------
     def __call__(self, image: np.ndarray) -> Detection:
-        return self.predict(image)
+        detection = self.predict(image)
+        detection.runtime = self.runtime
+        return detection
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detection]:
         return [self.predict(image) for image in images]

@@ -194,10 +194,22 @@ class StoredLayer:
     high: float
 
 
+def gray_png(gray: np.ndarray) -> bytes:
+    """An 8-bit grayscale PNG, zlib level 1, by OpenCV (faster than Pillow for the same
+    lossless bytes' meaning, and it releases the GIL while it compresses)."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(gray, dtype=np.uint8),
+                            [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return data.tobytes()
+
+
 def encode_layer(layer: EvidenceLayer) -> StoredLayer:
     gray = np.round(layer.normalized() * 255.0).astype(np.uint8)
     low, high = layer.scale
-    return StoredLayer(layer.kind, layer.label, png_bytes(Image.fromarray(gray)), low, high)
+    return StoredLayer(layer.kind, layer.label, gray_png(gray), low, high)
 
 
 def decode_layer(stored: StoredLayer) -> EvidenceLayer:

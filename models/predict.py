@@ -40,6 +40,7 @@ def detection_summary(detection: Detection) -> dict[str, Any]:
         "evidence": [{"kind": e.kind, "label": e.label} for e in detection.evidence],
         "heatmaps": sorted(e.label for e in detection.layers("gradcam") if e.label),
         "timings_ms": {k: round(v, 2) for k, v in detection.timings_ms.items()},
+        "runtime": detection.runtime,
     }
 
 
@@ -51,7 +52,7 @@ def predict_from_args(args: argparse.Namespace) -> int:
     results = []
     for path in images:
         image = read_rgb(path)
-        detection = detector.predict(image)
+        detection = detector(image)
         entry = {"image": str(path), **detection_summary(detection)}
         if args.overlay_dir:
 

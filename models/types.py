@@ -96,6 +96,7 @@ class Detection:
     evidence: list[EvidenceLayer] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     threshold_method: str | None = None  # how ``threshold`` was set (calibration, manual)
+    runtime: str = "torch"  # what ran the model: torch, onnxruntime or openvino
 
     @property
     def normalized_score(self) -> float | None:

@@ -1,9 +1,13 @@
 """One photo's way through the service, and reading inspections back.
 
-``create_inspection``: decode and verify -> run detectors (off the event loop) -> render the
-overlay, masks and maps -> write blobs (temp + atomic rename) -> ONE transaction for the
+``create_inspection``: decode and verify once -> run detectors (off the event loop) -> encode
+masks and maps once (fast PNG) -> write blobs (temp + atomic rename) -> ONE transaction for the
 inspection, its runs, findings and maps. If the transaction fails, blobs this request created
 (and nothing else references) are removed again, so a failed upload leaves nothing behind.
+
+The default overlay is not drawn on the request path: the first ``GET .../overlay`` renders it
+from the stored masks and maps (the same pixels the upload would have drawn) and caches it as
+a blob (``overlay_key``), so every later GET is a file read.
 """
 
 from __future__ import annotations
@@ -11,11 +15,21 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import anyio
-from sqlalchemy import Engine, case, distinct, exists, func, literal_column, select
+from sqlalchemy import (
+    Engine,
+    case,
+    distinct,
+    exists,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -64,14 +78,13 @@ log = logging.getLogger(__name__)
 # -- evidence: the models codec owns what a layer means; we store kind and label verbatim ---------
 @dataclass
 class _Rendered:
-    overlay: bytes
     runs: list[EncodedDetection]
+    overlay: bytes | None = None  # None: drawn on first GET (``cached_overlay``)
 
 
 def render_evidence(decoded: DecodedImage, detections: Sequence[Detection]) -> _Rendered:
-    """Default overlay plus the blobs that let any layer be re-rendered later."""
-    return _Rendered(overlay=png_bytes(render_overlay(decoded.rgb, detections)),
-                     runs=[encode_detection(det) for det in detections])
+    """The blobs that let any layer be rendered later (the overlay itself is drawn lazily)."""
+    return _Rendered(runs=[encode_detection(det) for det in detections])
 
 
 # -- creating -------------------------------------------------------------------------------------
@@ -89,25 +102,36 @@ def combined_anomaly_score(detections: Sequence[Detection]) -> float | None:
     return max(scores) if scores else None
 
 
+_WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kensa-blob-write")
+
+
 def _persist(engine: Engine, store: BlobStore, image_bytes: bytes, decoded: DecodedImage,
              rendered: _Rendered, meta: UploadMeta) -> uuid.UUID:
     """Write every blob first (outside the transaction, so database locks stay short), then
     the rows in one transaction; on any failure remove the blobs this call created."""
     created: list[str] = []
 
-    def put(data: bytes | None, suffix: str = "png") -> str | None:
+    def put(item: tuple[bytes | None, str]) -> str | None:
+        data, suffix = item
         if data is None:
             return None
         result = store.put(data, suffix)
         if result.created:
-            created.append(result.key)
+            created.append(result.key)  # list.append is atomic: safe from the writer threads
         return result.key
 
     try:
-        image_key = put(image_bytes, decoded.suffix)
-        overlay_key = put(rendered.overlay)
-        mask_keys = [[put(mask) for mask in ev.finding_masks] for ev in rendered.runs]
-        map_keys = [[put(layer.png) for layer in ev.layers] for ev in rendered.runs]
+        blobs = [(image_bytes, decoded.suffix or "bin"), (rendered.overlay, "png")]
+        blobs += [(mask, "png") for ev in rendered.runs for mask in ev.finding_masks]
+        blobs += [(layer.png, "png") for ev in rendered.runs for layer in ev.layers]
+        # written side by side: each local write waits for its own fsync, each S3 PUT for its
+        # round trip, so one upload's blobs cost about one write, not one per blob
+        writes = [_WRITERS.submit(put, blob) for blob in blobs]
+        wait(writes)  # all of them, so a failure below cleans up every blob written
+        keys = iter([w.result() for w in writes])
+        image_key, overlay_key = next(keys), next(keys)
+        mask_keys = [[next(keys) for _ in ev.finding_masks] for ev in rendered.runs]
+        map_keys = [[next(keys) for _ in ev.layers] for ev in rendered.runs]
         detections = [r.detection for r in rendered.runs]
         inspection = Inspection(
             station=meta.station, operator=meta.operator, note=meta.note,
@@ -125,7 +149,7 @@ def _persist(engine: Engine, store: BlobStore, image_bytes: bytes, decoded: Deco
                     inspection_id=inspection.id, detector=det.detector, version=det.version,
                     task=det.task.value, verdict=det.verdict.value,
                     anomaly_score=det.anomaly_score, threshold=det.threshold,
-                    threshold_method=det.threshold_method,
+                    threshold_method=det.threshold_method, runtime=det.runtime,
                     timings_ms={k: round(float(v), 3) for k, v in det.timings_ms.items()},
                 )
                 session.add(run)
@@ -173,11 +197,13 @@ def _remove_unreferenced(engine: Engine, store: BlobStore, keys: Sequence[str]) 
 
 async def create_inspection(*, image_bytes: bytes, pool: DetectorPool,
                             detectors: Sequence[LoadedDetector], engine: Engine,
-                            store: BlobStore, meta: UploadMeta, max_pixels: int
-                            ) -> InspectionPublic:
+                            store: BlobStore, meta: UploadMeta, max_pixels: int,
+                            decoded: DecodedImage | None = None) -> InspectionPublic:
+    """``decoded``: the upload already decoded and verified (else it is decoded here)."""
     limiter = pool.limiter  # decoding and rendering count against it like inference
-    decoded = await anyio.to_thread.run_sync(decode_image, image_bytes, max_pixels,
-                                             limiter=limiter)
+    if decoded is None:
+        decoded = await anyio.to_thread.run_sync(decode_image, image_bytes, max_pixels,
+                                                 limiter=limiter)
     detections = await pool.run(decoded.rgb, detectors)
     rendered = await anyio.to_thread.run_sync(render_evidence, decoded, detections,
                                               limiter=limiter)
@@ -216,7 +242,7 @@ def to_public(inspection: Inspection, runs: Sequence[DetectorRun],
         detectors=[DetectorRef(name=r.detector, version=r.version) for r in runs],
         runs=[RunPublic(detector=r.detector, version=r.version, verdict=r.verdict,
                         anomaly_score=r.anomaly_score, threshold=r.threshold,
-                        threshold_method=r.threshold_method,
+                        threshold_method=r.threshold_method, runtime=r.runtime,
                         timings_ms=r.timings_ms or {}) for r in runs],
         labels=sorted({f.label for f in findings}),
         evidence=[EvidencePublic(kind=m.kind, label=m.label, detector=detector_of.get(m.run_id, ""),
@@ -381,6 +407,26 @@ def render_stored_overlay(engine: Engine, store: BlobStore, inspection_id: uuid.
         image_key = inspection.image_key
     image = decode_photo(store.read(image_key), max_pixels=None, min_side=1).rgb
     return png_bytes(render_overlay(image, detections, layers=layers))
+
+
+def cached_overlay(engine: Engine, store: BlobStore, inspection_id: uuid.UUID) -> str | None:
+    """The default overlay's blob key, rendering and storing it on first use (None: no such
+    inspection). Concurrent first GETs render the same bytes, hence the same key."""
+    with Session(engine) as session:
+        inspection = session.get(Inspection, inspection_id)
+        if inspection is None:
+            return None
+        if inspection.overlay_key:
+            return inspection.overlay_key
+    png = render_stored_overlay(engine, store, inspection_id)
+    if png is None:
+        return None
+    key = store.put(png, "png").key
+    with Session(engine) as session, session.begin():
+        session.execute(update(Inspection).where(Inspection.id == inspection_id,
+                                                 Inspection.overlay_key.is_(None))
+                        .values(overlay_key=key))
+    return key
 
 
 def evidence_blob(engine: Engine, inspection_id: uuid.UUID, n: int) -> str | None:

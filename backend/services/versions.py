@@ -151,5 +151,5 @@ def record_shadow_runs(engine: Engine, inspection_id: uuid.UUID, detections) -> 
                 inspection_id=inspection_id, detector=det.detector, version=det.version,
                 task=det.task.value, verdict=det.verdict.value,
                 anomaly_score=det.anomaly_score, threshold=det.threshold,
-                threshold_method=det.threshold_method, shadow=True,
+                threshold_method=det.threshold_method, shadow=True, runtime=det.runtime,
                 timings_ms={k: round(float(v), 3) for k, v in det.timings_ms.items()}))

@@ -261,7 +261,14 @@ class DefectClassifier(Detector):
         self.model.eval()
         t0 = time.perf_counter()
         x = to_tensor(images, tuple(self.config.input_size)).to(self.device)
-        probs = self._sigmoid(x).cpu().numpy()
+        with torch.no_grad():  # not inference mode: Grad-CAM reuses the features
+            features = self.model.forward_features(x)
+            prob = torch.sigmoid(self.model.forward_head(features)).float()
+            if self.post.tta_flips:
+                for dims in FLIP_DIMS:
+                    prob += torch.sigmoid(self.model(x.flip(dims))).float()
+                prob /= 1 + len(FLIP_DIMS)
+        probs = prob.cpu().numpy()
         model_ms = (time.perf_counter() - t0) * 1000 / len(images)
         decisions = [self.decide(p) for p in probs]
         t1 = time.perf_counter()
@@ -269,7 +276,7 @@ class DefectClassifier(Detector):
         if self.post.heatmaps:
             wanted = [[self.labels.index(h[0]) for h in hits] for _, hits in decisions]
             if any(wanted):
-                cams = grad_cam(self.model, x, wanted)
+                cams = grad_cam(self.model, x, wanted, features)
         cam_ms = (time.perf_counter() - t1) * 1000 / len(images)
         detections = []
         for image, (verdict, hits), cam in zip(images, decisions, cams, strict=True):

@@ -3,6 +3,8 @@
 timm models split into ``forward_features`` (the last conv stage's activations, B x C x h x w)
 and ``forward_head`` (pooling + classifier), so the activations and their gradients are taken
 directly there, without hooks. Seed 000 reads the evidence of InceptionV3 the same way.
+Given the features the prediction already computed, Grad-CAM costs only the head's backward
+pass (a few KB of weights), not a second backbone forward.
 """
 
 from __future__ import annotations
@@ -16,19 +18,24 @@ from torch import nn
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor,
-             class_indices: Sequence[Sequence[int]]) -> list[dict[int, np.ndarray]]:
+             class_indices: Sequence[Sequence[int]],
+             features: torch.Tensor | None = None) -> list[dict[int, np.ndarray]]:
     """Grad-CAM maps for the requested classes of each image of the batch ``x``.
 
     ``class_indices[i]`` lists the classes wanted for image ``i``. Maps are at the input size
     of ``x``, rectified and scaled to [0, 1] per map (all zeros when nothing supports the
-    class). The model's train/eval mode is left as it is.
+    class). The model's train/eval mode is left as it is. ``features``: the batch's
+    ``model.forward_features(x)`` when already computed (not an inference-mode tensor).
     """
     wanted = sorted({c for per_image in class_indices for c in per_image})
     out: list[dict[int, np.ndarray]] = [{} for _ in range(len(x))]
     if not wanted:
         return out
     with torch.enable_grad():
-        features = model.forward_features(x).detach().requires_grad_(True)
+        if features is None:
+            with torch.no_grad():
+                features = model.forward_features(x)
+        features = features.detach().requires_grad_(True)
         logits = model.forward_head(features)
         for n, cls in enumerate(wanted):
             rows = [i for i, per_image in enumerate(class_indices) if cls in per_image]

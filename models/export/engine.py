@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,9 @@ GRAPH_FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin")}
 
 
 def _threads() -> int:
-    return int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads())
+    """torch's intra-op thread count (OMP_NUM_THREADS at start, or the service's
+    ``torch_threads``), so every runtime uses the same number of cores."""
+    return torch.get_num_threads()
 
 
 class Engine:

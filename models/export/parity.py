@@ -58,7 +58,9 @@ def _raw(detector: Detector, images: list[np.ndarray]) -> dict[str, Any]:
         probs = detector.probabilities(images)  # type: ignore[attr-defined]
         x = to_tensor(images, tuple(detector.config.input_size))
         every = [list(range(len(detector.labels)))] * len(images)
-        cams = grad_cam(detector.model, x, every)
+        with torch.no_grad():
+            features = detector.model.forward_features(x)
+        cams = grad_cam(detector.model, x, every, features)
         return {"probabilities": probs,
                 "gradcam": np.stack([np.stack([c[k] for k in sorted(c)]) for c in cams])}
     maps = detector.probability_maps(images)  # type: ignore[attr-defined]

@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def export_artifact(source: Path, fmt: str, out: Path | None = None,
-                    extra_images: list | None = None) -> dict:
-    """Export ``source`` to ``out`` (default ``<source>-<fmt>``), check parity, record it."""
+                    extra_images: list | None = None, parity: tuple[int, int] = (2, 3)
+                    ) -> dict:
+    """Export ``source`` to ``out`` (default ``<source>-<fmt>``), check parity on
+    ``parity`` = (good, defective) synthetic strips plus ``extra_images``, record it."""
     if fmt not in FORMAT_RUNTIME:
         raise ValueError(f"unknown format {fmt!r}; choose onnx or openvino")
     source, out = Path(source), Path(out or f"{source}-{fmt}")
@@ -36,7 +38,7 @@ def export_artifact(source: Path, fmt: str, out: Path | None = None,
         for item in source.iterdir():
             if item.is_file() and item.name != MANIFEST:
                 shutil.copy2(item, out / item.name)
-    images = parity_images(extra=extra_images or [])
+    images = parity_images(n_good=parity[0], n_defective=parity[1], extra=extra_images or [])
     files = export_graph(eager, fmt, out, images)
     exported = load(source, device="cpu", runtime="torch")
     install(exported, fmt, out)

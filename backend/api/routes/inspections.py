@@ -139,15 +139,13 @@ def get_filters(
     return filters
 
 
-async def run_shadows(pool, selected, data: bytes, inspection_id: uuid.UUID, engine,
-                      max_pixels: int) -> None:
-    """Run the shadow versions of the detectors used and store their runs (flagged)."""
+async def run_shadows(pool, selected, rgb, inspection_id: uuid.UUID, engine) -> None:
+    """Run the shadow versions of the detectors used on the already decoded photo and store
+    their runs (flagged)."""
     shadows = [pool.shadows[d.name] for d in selected if d.name in pool.shadows]
     if not shadows:
         return
-    decoded = await anyio.to_thread.run_sync(decode_image, data, max_pixels,
-                                             limiter=pool.limiter)
-    detections = await pool.run(decoded.rgb, shadows)
+    detections = await pool.run(rgb, shadows)
     await anyio.to_thread.run_sync(versions.record_shadow_runs, engine, inspection_id,
                                    detections)
 
@@ -221,12 +219,14 @@ async def create_inspection(
                     raise _not_found(reservation.replay)
                 return replayed
         try:
+            decoded = await anyio.to_thread.run_sync(decode_image, data, settings.max_pixels,
+                                                     limiter=pool.limiter)
             record = await service.create_inspection(
                 image_bytes=data, pool=pool, detectors=selected, engine=engine, store=store,
                 meta=service.UploadMeta(station=station or None, operator=operator or None,
                                         note=note or None,
                                         sampling=sampling_for(settings, station or None)),
-                max_pixels=settings.max_pixels,
+                max_pixels=settings.max_pixels, decoded=decoded,
             )
         except BaseException:
             if reservation.record_id is not None:
@@ -237,7 +237,7 @@ async def create_inspection(
         if reservation.record_id is not None:
             await anyio.to_thread.run_sync(idempotency.complete, engine, reservation.record_id,
                                            record.id)
-        await run_shadows(pool, selected, data, record.id, engine, settings.max_pixels)
+        await run_shadows(pool, selected, decoded.rgb, record.id, engine)
         return record
     except ImageRejected as exc:
         raise HTTPException(exc.status_code, exc.detail) from None
@@ -344,8 +344,12 @@ async def get_overlay(
 ) -> Response:
     """The photo with evidence drawn over it (PNG); ``layers`` re-renders from stored maps."""
     inspection = await _readable(engine, inspection_id, principal)
-    if layers is None and inspection.overlay_key:
-        return await blob_response(store, inspection.overlay_key, "image/png")
+    if layers is None:  # the default overlay: drawn once, on first GET, then a stored blob
+        key = inspection.overlay_key or await anyio.to_thread.run_sync(
+            service.cached_overlay, engine, store, inspection_id)
+        if key is None:
+            raise _not_found(inspection_id)
+        return await blob_response(store, key, "image/png")
     known = overlay_layers()
     requested = ",".join(known) if layers is None else layers  # "" = the bare photo
     chosen = [v.strip() for v in requested.split(",") if v.strip()]

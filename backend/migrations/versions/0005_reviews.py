@@ -1,6 +1,6 @@
 """the review loop: review queue, human verdicts; longer job kinds
 
-Revision ID: 0005_reviews
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-03
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0005_reviews"
+revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
