@@ -16,6 +16,10 @@ Queries: the first page, a deep page by ``offset`` (the middle of the history) a
 the API offers it, by ``cursor`` at the same place; each filter on its own, a combination;
 ``count`` (``limit=1``: the cost of ``total`` and ``defect_ratio``); stats by day/week/month,
 by label and by station.
+
+    python bench/history_scale.py table bench/results/history_scale-before.json ...
+
+prints the p50 / p95 table of one or more result files (markdown).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -171,7 +176,27 @@ async def measure(name: str, url: str, work: Path, repeat: int) -> dict[str, Any
             "startup_s": round(startup_s, 1), "queries": results}
 
 
+def table(paths: list[Path]) -> str:
+    """A markdown table of p50 / p95 per query: one column per (file tag, database)."""
+    columns = []
+    for path in paths:
+        report = json.loads(path.read_text())
+        for name, result in report["databases"].items():
+            columns.append((f"{report['tag']} {name}", result["queries"]))
+    names = list(dict.fromkeys(q for _, queries in columns for q in queries))
+    lines = ["| query | " + " | ".join(c for c, _ in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for q in names:
+        cells = [f"{r[q]['p50_ms']:.0f} / {r[q]['p95_ms']:.0f}" if q in r else "-"
+                 for _, r in columns]
+        lines.append(f"| {q} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "table":  # history_scale.py table A.json B.json
+        print(table([Path(p) for p in sys.argv[2:]]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", action="append", required=True, metavar="NAME=URL",
                         help="a seeded database (repeatable)")

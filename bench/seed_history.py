@@ -210,8 +210,11 @@ def seed(engine: Engine, n: int, seed: int = 0, until: datetime = UNTIL) -> dict
     else:
         _write_core(engine, batches)
     seeded = time.perf_counter() - started
+    if dialect == "postgresql":  # what autovacuum does in time: statistics, visibility map
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
     with engine.begin() as conn:
-        if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
             conn.execute(text("ANALYZE"))
         counts = {t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
                   for t in ("inspection", "detector_run", "finding", "evidence_map")}
