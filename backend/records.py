@@ -59,33 +59,44 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+HISTORY_KEY = ("deleted_at", "created_at", "id", "verdict")
+"""Live records (``deleted_at IS NULL`` seeks), in list order, with the verdict for counts."""
+
+
 # -- tables -------------------------------------------------------------------------------------
 class Inspection(SQLModel, table=True):
     __tablename__ = "inspection"
-    __table_args__ = (Index("ix_inspection_created_at_id", "created_at", "id"),)
+    __table_args__ = (  # the history indexes: bench/history_scale.py, migration 0005
+        Index("ix_inspection_created_at_id", "created_at", "id"),
+        Index("ix_inspection_live", *HISTORY_KEY),
+        Index("ix_inspection_station_live", "station", *HISTORY_KEY),
+        Index("ix_inspection_operator_live", "operator", *HISTORY_KEY),
+        Index("ix_inspection_verdict_live", "verdict", "deleted_at", "created_at", "id"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow)
-    station: str | None = Field(default=None, max_length=100, index=True)
+    station: str | None = Field(default=None, max_length=100)
     operator: str | None = Field(default=None, max_length=100)
     note: str | None = Field(default=None, max_length=2000)
-    verdict: str = Field(max_length=16, index=True)
+    verdict: str = Field(max_length=16)
     anomaly_score: float | None = None
     image_key: str = Field(max_length=80)
     image_content_type: str = Field(max_length=50)
     overlay_key: str | None = Field(default=None, max_length=80)
     width: int
     height: int
-    deleted_at: datetime | None = Field(default=None, index=True)
+    deleted_at: datetime | None = None
 
 
 class DetectorRun(SQLModel, table=True):
     __tablename__ = "detector_run"
+    __table_args__ = (Index("ix_detector_run_detector_inspection", "detector", "inspection_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     inspection_id: uuid.UUID = Field(foreign_key="inspection.id", ondelete="CASCADE",
                                      index=True)
-    detector: str = Field(max_length=100, index=True)
+    detector: str = Field(max_length=100)
     version: str = Field(max_length=100)
     task: str = Field(max_length=16)
     verdict: str = Field(max_length=16)
@@ -99,13 +110,14 @@ class DetectorRun(SQLModel, table=True):
 
 class Finding(SQLModel, table=True):
     __tablename__ = "finding"
+    __table_args__ = (Index("ix_finding_label_inspection", "label", "inspection_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     inspection_id: uuid.UUID = Field(foreign_key="inspection.id", ondelete="CASCADE",
                                      index=True)
     run_id: int = Field(foreign_key="detector_run.id", ondelete="CASCADE")
     detector: str = Field(max_length=100)
-    label: str = Field(max_length=100, index=True)
+    label: str = Field(max_length=100)
     score: float
     area_px: int = 0
     x0: int | None = None

@@ -141,6 +141,8 @@ class InspectionList(Schema):
     items: list[InspectionPublic]
     total: int
     defect_ratio: float | None = Field(None, description="defect verdicts / total (filtered)")
+    next_cursor: str | None = Field(
+        None, description="pass as ?cursor= for the page after this one; null on the last page")
 
 
 class ReviewItem(Schema):

@@ -12,6 +12,8 @@ a blob (``overlay_key``), so every later GET is a file read.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -23,10 +25,9 @@ import anyio
 from sqlalchemy import (
     Engine,
     case,
-    distinct,
-    exists,
     func,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -294,6 +295,7 @@ class Filters:
     verdict: str | None = None
     has_defect: bool | None = None
     station: str | None = None
+    operator: str | None = None
     detector: str | None = None
     include_deleted: bool = False
     reviewed: bool | None = None
@@ -316,16 +318,19 @@ class Filters:
             out.append(Inspection.verdict != Verdict.DEFECT.value)
         if self.station is not None:
             out.append(Inspection.station == self.station)
-        # Aliased and correlated to the inspection only: the stats queries join Finding
-        # themselves, and an un-aliased subquery would correlate that away (no FROM clause).
+        if self.operator is not None:
+            out.append(Inspection.operator == self.operator)
+        # Uncorrelated IN over the (label, inspection_id) / (detector, inspection_id) indexes:
+        # the database may start from the few matching children instead of probing every
+        # inspection. Aliased, since the stats queries join Finding themselves.
         if self.labels:
             labelled = aliased(Finding)
-            out.append(exists().where(labelled.inspection_id == Inspection.id,
-                                      labelled.label.in_(self.labels)).correlate(Inspection))
+            out.append(Inspection.id.in_(select(labelled.inspection_id)
+                                         .where(labelled.label.in_(self.labels))))
         if self.detector is not None:
             run = aliased(DetectorRun)
-            out.append(exists().where(run.inspection_id == Inspection.id,
-                                      run.detector == self.detector).correlate(Inspection))
+            out.append(Inspection.id.in_(select(run.inspection_id)
+                                         .where(run.detector == self.detector)))
         return out
 
 
@@ -334,20 +339,60 @@ def _defective_sum():
                                        else_=0)), 0)
 
 
-def list_inspections(engine: Engine, filters: Filters, limit: int, offset: int
-                     ) -> tuple[list[InspectionPublic], int, float | None]:
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(inspection: Inspection) -> str:
+    """An opaque cursor: the list position just after ``inspection`` (newest first)."""
+    raw = json.dumps([utc(inspection.created_at).isoformat(), str(inspection.id)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        moment, key = json.loads(raw)
+        return utc(datetime.fromisoformat(moment)), uuid.UUID(key)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise BadCursor("not a cursor this API returned (take next_cursor of a page)") from exc
+
+
+def after_cursor(cursor: str) -> list:
+    """Rows after the cursor in list order (created_at, id descending). The first condition is
+    a range on the list index; the second only separates equal timestamps."""
+    moment, key = decode_cursor(cursor)
+    return [Inspection.created_at <= moment,
+            or_(Inspection.created_at < moment, Inspection.id < key)]
+
+
+@dataclass
+class Page:
+    items: list[InspectionPublic]
+    total: int
+    defect_ratio: float | None
+    next_cursor: str | None
+
+
+def list_inspections(engine: Engine, filters: Filters, limit: int, offset: int = 0,
+                     cursor: str | None = None) -> Page:
+    """A page newest first; ``total`` and ``defect_ratio`` cover the whole filtered set (not
+    only what follows the cursor). ``next_cursor`` is set when more rows follow the page."""
     conditions = filters.conditions()
+    position = after_cursor(cursor) if cursor else []
     with Session(engine) as session:
         total, defective = session.execute(
             select(func.count(), _defective_sum()).select_from(Inspection).where(*conditions)
         ).one()
-        page = session.execute(
-            select(Inspection).where(*conditions)
+        rows = session.execute(
+            select(Inspection).where(*conditions, *position)
             .order_by(Inspection.created_at.desc(), Inspection.id.desc())
-            .limit(limit).offset(offset)
+            .limit(limit + 1).offset(offset)
         ).scalars().all()
+        page = rows[:limit]
         items = publics(session, page)
-    return items, int(total), (int(defective) / int(total) if total else None)
+        following = encode_cursor(page[-1]) if len(rows) > limit else None
+    return Page(items, int(total), int(defective) / int(total) if total else None, following)
 
 
 def set_deleted(engine: Engine, inspection_id: uuid.UUID, deleted: bool,
@@ -496,20 +541,21 @@ def stats(engine: Engine, filters: Filters, bucket: str) -> StatsPublic:
             select(key, func.count(), _defective_sum()).where(*conditions)
             .group_by(key).order_by(key)
         ).all()
+        # Each (inspection, label) once, from the label index; the findings (far fewer than
+        # the inspections) drive the join instead of a probe per inspection.
+        labelled = (select(Finding.inspection_id, Finding.label).distinct()
+                    .subquery("labelled"))
         label_rows = session.execute(
-            select(key, Finding.label, func.count(distinct(Inspection.id)))
-            .join(Finding, Finding.inspection_id == Inspection.id).where(*conditions)
-            .group_by(key, Finding.label)
-        ).all()
-        label_totals = session.execute(
-            select(Finding.label, func.count(distinct(Inspection.id)))
-            .join(Finding, Finding.inspection_id == Inspection.id).where(*conditions)
-            .group_by(Finding.label)
+            select(key, labelled.c.label, func.count())
+            .select_from(labelled).join(Inspection, Inspection.id == labelled.c.inspection_id)
+            .where(*conditions).group_by(key, labelled.c.label)
         ).all()
     counts = {str(b): (int(t), int(d)) for b, t, d in rows}
     by_label: dict[str, dict[str, int]] = {}
+    label_totals: dict[str, int] = {}  # an inspection falls in one bucket: the sums are exact
     for b, label, n in label_rows:
         by_label.setdefault(str(b), {})[label] = int(n)
+        label_totals[label] = label_totals.get(label, 0) + int(n)
 
     first = [date.fromisoformat(b) for b in counts]
     lo = bucket_start(filters.start.date(), bucket) if filters.start else min(first, default=None)
@@ -534,7 +580,7 @@ def stats(engine: Engine, filters: Filters, bucket: str) -> StatsPublic:
     defective = sum(d for _, d in counts.values())
     return StatsPublic(bucket=bucket, buckets=buckets, totals=StatsTotals(
         total=total, defective=defective, defect_ratio=defective / total if total else None,
-        by_label={label: int(n) for label, n in sorted(label_totals)},
+        by_label=dict(sorted(label_totals.items())),
     ))
 
 

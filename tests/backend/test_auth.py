@@ -178,7 +178,8 @@ async def test_operator_sees_recent_history_only(sqlite_service: Service, caller
         assert (await http.get("/api/v1/inspections", params={"station": "a"})).status_code \
             == 200
         for params in ({"verdict": "defect"}, {"start": "2026-01-01"}, {"label": "x"},
-                       {"include_deleted": "true"}, {"limit": 500}, {"offset": 50}):
+                       {"include_deleted": "true"}, {"limit": 500}, {"offset": 50},
+                       {"operator": "op1"}, {"cursor": "x"}):
             response = await http.get("/api/v1/inspections", params=params)
             assert response.status_code == 403, params
             assert "manager" in response.json()["detail"]

@@ -228,7 +228,7 @@ async def test_list_filters(service: Service, strips) -> None:
     expected_b = len(having({"defect"}) & {ids["bad_b"], ids["good_b"]}) / 2
     assert station_b["total"] == 2 and station_b["defect_ratio"] == pytest.approx(expected_b)
     empty = (await service.client.get("/api/v1/inspections", params={"station": "Z"})).json()
-    assert empty == {"items": [], "total": 0, "defect_ratio": None}
+    assert empty == {"items": [], "total": 0, "defect_ratio": None, "next_cursor": None}
 
 
 @pytest.mark.parametrize("params", [

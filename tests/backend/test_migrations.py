@@ -67,3 +67,43 @@ def test_0002_renames_stored_anomaly_maps_to_heatmap_and_back(database_url: str)
         assert kinds() == ["anomaly", "gradcam"]
     finally:
         engine.dispose()
+
+
+HISTORY_INDEXES = {
+    "inspection": {"ix_inspection_live": ["deleted_at", "created_at", "id", "verdict"],
+                   "ix_inspection_station_live": ["station", "deleted_at", "created_at", "id",
+                                                  "verdict"],
+                   "ix_inspection_operator_live": ["operator", "deleted_at", "created_at", "id",
+                                                   "verdict"],
+                   "ix_inspection_verdict_live": ["verdict", "deleted_at", "created_at", "id"]},
+    "finding": {"ix_finding_label_inspection": ["label", "inspection_id"]},
+    "detector_run": {"ix_detector_run_detector_inspection": ["detector", "inspection_id"]},
+}
+REPLACED = {"inspection": {"ix_inspection_deleted_at", "ix_inspection_station",
+                           "ix_inspection_verdict"},
+            "finding": {"ix_finding_label"}, "detector_run": {"ix_detector_run_detector"}}
+
+
+def _indexes(engine: sa.Engine, table: str) -> dict[str, list[str]]:
+    return {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes(table)}
+
+
+def test_0007_creates_the_history_indexes_and_downgrade_restores_the_old(database_url: str
+                                                                         ) -> None:
+    engine = db.make_engine(database_url)
+    try:
+        db.upgrade(engine, "0006")
+        for table, old in REPLACED.items():
+            assert old <= set(_indexes(engine, table))
+        db.upgrade(engine, "0007")
+        for table, wanted in HISTORY_INDEXES.items():
+            found = _indexes(engine, table)
+            assert {name: found.get(name) for name in wanted} == wanted
+            assert not REPLACED[table] & set(found)
+        assert "ix_inspection_created_at_id" in _indexes(engine, "inspection")
+        db.downgrade(engine, "0006")
+        for table, wanted in HISTORY_INDEXES.items():
+            found = _indexes(engine, table)
+            assert not set(wanted) & set(found) and REPLACED[table] <= set(found)
+    finally:
+        engine.dispose()

@@ -119,6 +119,7 @@ def get_filters(
     verdict: Annotated[Verdict | None, Query()] = None,
     has_defect: Annotated[bool | None, Query(description="verdict == defect")] = None,
     station: Annotated[str | None, Query()] = None,
+    operator: Annotated[str | None, Query(description="recorded by this operator")] = None,
     detector: Annotated[str | None, Query(description="inspected by this detector")] = None,
     include_deleted: Annotated[bool, Query()] = False,
     reviewed: Annotated[bool | None, Query(description="has a human verdict")] = None,
@@ -130,7 +131,7 @@ def get_filters(
     filters = service.Filters(
         start=parse_when(start, "start"), end=parse_when(end, "end", end=True),
         labels=[v for v in (label or []) if v], verdict=verdict.value if verdict else None,
-        has_defect=has_defect, station=station, detector=detector,
+        has_defect=has_defect, station=station, operator=operator, detector=detector,
         include_deleted=include_deleted, reviewed=reviewed, human_verdict=human_verdict,
         disagreement=disagreement,
     )
@@ -254,26 +255,42 @@ async def list_inspections(
     engine: EngineDep, filters: FiltersDep, principal: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    cursor: Annotated[str | None, Query(
+        max_length=200, description="next_cursor of the previous page: the page after it "
+                                    "(keyset paging; stays fast however deep; not with "
+                                    "offset)")] = None,
 ) -> InspectionList:
-    """Inspections newest first; ``total`` and ``defect_ratio`` cover the whole filtered set.
+    """Inspections newest first; ``total`` and ``defect_ratio`` cover the whole filtered set
+    (exact counts, also on cursor pages). Page with ``offset`` or, deep into the history,
+    with ``cursor``: each page's ``next_cursor`` (null on the last page).
     Operators see recent history: no filter but ``station``, pages of at most 50."""
     if not principal.at_least("manager"):
         used = [name for name, value in (
             ("start", filters.start), ("end", filters.end), ("label", filters.labels),
             ("verdict", filters.verdict), ("has_defect", filters.has_defect),
-            ("detector", filters.detector), ("include_deleted", filters.include_deleted),
+            ("operator", filters.operator), ("detector", filters.detector),
+            ("include_deleted", filters.include_deleted),
             ("reviewed", filters.reviewed is not None), ("human_verdict", filters.human_verdict),
             ("disagreement", filters.disagreement is not None))
             if value]
         if used:
             raise HTTPException(403, f"filtering by {', '.join(used)} needs the role "
                                      "'manager'; operators may filter by station only")
-        if limit > OPERATOR_PAGE or offset > 0:
+        if limit > OPERATOR_PAGE or offset > 0 or cursor:
             raise HTTPException(403, f"operators see the latest {OPERATOR_PAGE} records only "
-                                     "(limit <= 50, no offset); older history needs 'manager'")
-    items, total, ratio = await anyio.to_thread.run_sync(
-        service.list_inspections, engine, filters, limit, offset)
-    return InspectionList(items=items, total=total, defect_ratio=ratio)
+                                     "(limit <= 50, no offset or cursor); older history "
+                                     "needs 'manager'")
+    if cursor is not None and offset:
+        raise _bad_query("offset", str(offset), "page with either offset or cursor")
+    if cursor is not None:
+        try:
+            service.decode_cursor(cursor)
+        except service.BadCursor as exc:
+            raise _bad_query("cursor", cursor, str(exc)) from None
+    page = await anyio.to_thread.run_sync(
+        service.list_inspections, engine, filters, limit, offset, cursor)
+    return InspectionList(items=page.items, total=page.total, defect_ratio=page.defect_ratio,
+                          next_cursor=page.next_cursor)
 
 
 def _not_found(inspection_id: uuid.UUID) -> HTTPException:
