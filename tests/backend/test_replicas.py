@@ -124,7 +124,7 @@ def test_an_activation_through_one_replica_takes_effect_on_the_other(replicas: l
     token = httpx.post(f"{one}/api/v1/auth/token", data={
         "username": "admin", "password": ADMIN_PASSWORD}).json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
-    client = httpx.Client(headers=auth, timeout=120)
+    client = httpx.Client(headers=auth, timeout=600)  # a loaded machine is slow, not wrong
     dataset = client.post(f"{one}/api/v1/datasets", json={"name": "shared"}).json()
     response = client.post(f"{one}/api/v1/datasets/{dataset['id']}/images", files=[
         ("image", (f"{i}.png", encode(strips.good(20 + i).image), "image/png"))

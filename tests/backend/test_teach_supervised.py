@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from backend_testing import STRIP_SIZE, Service, encode
 from test_teach import files, good_pngs, wait_job
 
@@ -30,13 +31,13 @@ def with_masks(images: list[bytes], masks: list[bytes]) -> list:
 async def labelled_dataset(client, name: str) -> str:
     dataset = (await client.post("/api/v1/datasets", json={"name": name})).json()
     url = f"/api/v1/datasets/{dataset['id']}/images"
-    assert (await client.post(url, files=files(good_pngs(6)))).status_code == 201
+    assert (await client.post(url, files=files(good_pngs(4)))).status_code == 201
     for k, label in enumerate(LABELS):
-        images, masks = defects(label, 5, start=10 * k)
+        images, masks = defects(label, 3, start=10 * k)
         response = await client.post(url, files=with_masks(images, masks),
                                      data={"label": label})
         assert response.status_code == 201, response.text
-    assert response.json()["counts"] == {"good": 6, "patches": 5, "scratches": 5}
+    assert response.json()["counts"] == {"good": 4, "patches": 3, "scratches": 3}
     return dataset["id"]
 
 
@@ -58,32 +59,27 @@ async def train_and_activate(svc: Service, dataset: str, kind: str) -> dict:
     return job
 
 
-async def test_classifier_and_segmenter_from_a_labelled_dataset(sqlite_service: Service
-                                                                ) -> None:
+@pytest.mark.parametrize(("kind", "task", "metric"), [
+    ("classifier_lite0", "classify", "macro_f1"), ("segmenter_lite0", "segment", "dice")])
+async def test_a_labelled_dataset_trains_a_supervised_kind(sqlite_service: Service, kind: str,
+                                                           task: str, metric: str) -> None:
     svc, client = sqlite_service, sqlite_service.client
     dataset = await labelled_dataset(client, "labelled")
-    assert svc.count("dataset_image") == 16
+    assert svc.count("dataset_image") == 10
     with svc.engine.connect() as conn:
-        import sqlalchemy as sa
-
         masked = conn.execute(sa.text("SELECT count(*) FROM dataset_image WHERE mask_key IS "
                                       "NOT NULL")).scalar_one()
-    assert masked == 10
+    assert masked == 6
 
-    classifier = await train_and_activate(svc, dataset, "classifier_lite0")
-    assert "roc_auc" in classifier["metrics"] or "macro_f1" in classifier["metrics"]
-    segmenter = await train_and_activate(svc, dataset, "segmenter_lite0")
-    assert "dice" in segmenter["metrics"]
-
+    job = await train_and_activate(svc, dataset, kind)
+    assert metric in job["metrics"], job["metrics"]
     image, _ = defects("scratches", 1, start=40)
     record = (await svc.upload(image[0])).json()
     served = {d["name"]: d["version"] for d in record["detectors"]}
-    assert served["classifier_lite0"] == classifier["version"]
-    assert served["segmenter_lite0"] == segmenter["version"]
+    assert served[kind] == job["version"]
     detectors = {d["name"]: d for d in (await client.get("/api/v1/detectors")).json()}
-    assert detectors["classifier_lite0"]["task"] == "classify"
-    assert detectors["segmenter_lite0"]["task"] == "segment"
-    assert sorted(detectors["segmenter_lite0"]["labels"]) == sorted(LABELS)
+    assert detectors[kind]["task"] == task
+    assert sorted(detectors[kind]["labels"]) == sorted(LABELS)
 
 
 async def test_bad_masks_and_unfit_datasets_are_refused(sqlite_service: Service) -> None:
