@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, computed_field, model_validator
@@ -82,6 +83,12 @@ class Settings(BaseSettings):
                                 "number. With inference_concurrency batches at once, "
                                 "concurrency x threads should not exceed the cores")
     demo_good_images: int = Field(40, ge=2, description="synthetic good strips for the demo")
+    demo_tasks: list[Literal["anomaly", "classify", "segment"]] = Field(
+        default_factory=lambda: ["anomaly", "classify", "segment"], min_length=1,
+        description="demo detectors served when no trained one is found (services.demo)")
+    version_poll_s: float = Field(
+        5.0, ge=0, description="how often a replica checks the database for versions "
+                               "activated elsewhere (0: never)")
     serve_client: bool = Field(True, description="mount the web client at /")
     device: str | None = Field(
         None, description="where detectors run (cpu, cuda, cuda:1); default cuda when present"

@@ -4,8 +4,12 @@ inspect), loads the detectors once and sweeps the store of blobs an interrupted 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,11 +40,13 @@ from kensa.backend.config import Settings
 from kensa.backend.core.security import FailureLimiter
 from kensa.backend.jobs.runner import make_runner
 from kensa.backend.services import accounts, versions
-from kensa.backend.services.inference import DetectorPool
+from kensa.backend.services.demo import RECIPES
+from kensa.backend.services.inference import DetectorPool, LoadedDetector
 from kensa.backend.services.storage import make_store
 from kensa.backend.services.sweep import sweep
 from kensa.backend.web_security import HostGuard, OriginGuard, SecurityHeaders
 from kensa.contract.constants import API_PREFIX
+from kensa.models.artifacts import load_detector
 
 log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD = 1024 * 1024  # form fields and boundaries on top of the photo
@@ -63,6 +69,7 @@ async def _load_detectors(app: FastAPI) -> None:
                 demo_good_images=settings.demo_good_images, device=settings.device,
                 limiter=app.state.limiter,
                 batch_max=settings.batch_max, batch_wait_ms=settings.batch_wait_ms,
+                demo_tasks=settings.demo_tasks,
             )
             versions.apply_deployed(app.state.engine, app.state.store, pool,
                                     settings.data_dir / "versions")
@@ -73,6 +80,65 @@ async def _load_detectors(app: FastAPI) -> None:
     except Exception as exc:
         log.exception("loading detectors failed")
         app.state.load_error = f"{type(exc).__name__}: {exc}"
+        return
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_follow_deployments, app)
+        await _fit_pending_demos(app)
+
+
+async def _follow_deployments(app: FastAPI) -> None:
+    """Every ``version_poll_s`` seconds, serve the versions the database says are active or
+    shadow: activations and rollbacks through another replica take effect here too."""
+    settings: Settings = app.state.settings
+    if settings.version_poll_s <= 0:
+        return
+    while True:
+        await anyio.sleep(settings.version_poll_s)
+        try:
+            changed = await anyio.to_thread.run_sync(
+                versions.apply_deployed, app.state.engine, app.state.store, app.state.pool,
+                settings.data_dir / "versions", abandon_on_cancel=True)
+        except Exception as exc:  # an outage: try again at the next tick
+            log.warning("checking the deployed versions failed: %s: %s",
+                        type(exc).__name__, exc)
+            continue
+        if changed:
+            log.info("deployed from the database: %s", ", ".join(changed))
+
+
+async def _fit_pending_demos(app: FastAPI) -> None:
+    """Fit the missing supervised demo detectors one by one in a niced subprocess (the service
+    answers meanwhile; its output goes to ``MODEL_DIR/.<name>.log``) and serve each as soon as
+    it is saved."""
+    settings: Settings = app.state.settings
+    pool: DetectorPool = app.state.pool
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    while pool.pending:
+        task = pool.pending[0]
+        directory = settings.model_dir / RECIPES[task].name
+        log_path = settings.model_dir / f".{RECIPES[task].name}.log"
+        command = [sys.executable, "-m", "kensa.backend.services.demo",
+                   str(settings.model_dir), task, "--good", str(settings.demo_good_images)]
+        with log_path.open("wb") as out:
+            proc = await anyio.open_process(command, env=env, stdout=out, stderr=out,
+                                            stdin=subprocess.DEVNULL)
+        try:
+            code = await proc.wait()
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+                with anyio.CancelScope(shield=True):
+                    await proc.wait()
+        pool.pending = pool.pending[1:]
+        if code != 0 or not (directory / "config.json").is_file():
+            log.error("fitting the demo %s detector failed (exit code %s); see %s", task, code,
+                      log_path)
+            continue
+        loaded = await anyio.to_thread.run_sync(
+            lambda d=directory: LoadedDetector(load_detector(d, device=settings.device), d))
+        pool.swap(loaded)
+        log.info("demo detector %s fitted and served", loaded.name)
 
 
 async def _database_ready(app: FastAPI, tasks: anyio.abc.TaskGroup) -> None:

@@ -96,7 +96,8 @@ class Teaching:
     async def load_teach(self) -> None:
         """The kinds a train job can fit, and the station's good set (None while it is empty)."""
         try:
-            kinds = [k.kind for k in await self.api.detector_kinds() if k.trainable]
+            kinds = [k.kind for k in await self.api.detector_kinds()  # good photos teach these
+                     if k.trainable and k.learns_from == "good-only"]
             self.good_set = await self._good_set(create=False)
         except ApiError as exc:
             self._failed(exc, f"Could not load the teaching choices: {exc.message}")

@@ -30,11 +30,13 @@ from kensa.models.data.samples import Sample
 log = logging.getLogger(__name__)
 HOLDOUT_FRACTION = 0.2
 MIN_GOOD = 4
+MIN_DEFECT = 2
 
 
 def trainable(spec) -> bool:
-    """Whether a train job can fit a detector kind from a dataset (good-only kinds)."""
-    return spec.learns_from.value == "good-only"
+    """Whether a train job can fit a detector kind from a dataset: good-only kinds from good
+    images, classifiers from labelled images, segmenters from labelled images with masks."""
+    return spec.learns_from.value == "good-only" or spec.task.value in ("classify", "segment")
 
 
 class Cancelled(Exception):
@@ -56,6 +58,20 @@ def split_holdout(samples: list[Sample], seed: int = 0) -> tuple[list[Sample], l
     n_hold = max(1, round(len(good) * HOLDOUT_FRACTION))
     held = [good[i] for i in order[:n_hold]] + [s for s in samples if not s.is_good]
     return [good[i] for i in order[n_hold:]], held
+
+
+def split_labelled(samples: list[Sample], seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+    """(fit, held-out) for a classifier/segmenter: a fraction of every label (good included)
+    held out, at least one image of each label with two or more."""
+    rng = np.random.default_rng(seed)
+    fit, held = [], []
+    for label in sorted({s.labels for s in samples}):
+        group = [s for s in samples if s.labels == label]
+        order = rng.permutation(len(group))
+        n_hold = max(1, round(len(group) * HOLDOUT_FRACTION)) if len(group) > 1 else 0
+        held += [group[i] for i in order[:n_hold]]
+        fit += [group[i] for i in order[n_hold:]]
+    return fit, held
 
 
 def run_job(settings: Settings, job_id: uuid.UUID) -> None:
@@ -96,25 +112,79 @@ def _run(settings: Settings, engine, job_id: uuid.UUID) -> None:
 
 def _train(settings: Settings, engine, job_id: uuid.UUID, progress) -> tuple[dict, str]:
     from kensa.models.artifacts import save
-    from kensa.models.registry import create_detector, get_spec
-    from kensa.models.training.anomaly import auto_input_size
-    from kensa.models.training.eval_anomaly import evaluate_anomaly
+    from kensa.models.registry import get_spec
 
     store = make_store(settings)
     with Session(engine) as session:
         job = session.get(Job, job_id)
         params = dict(job.params)
         rows = datasets.images(session, uuid.UUID(params["dataset_id"]))
+    spec = get_spec(params["detector"])
     samples = []
     for i, row in enumerate(rows):
         image = np.asarray(Image.open(io.BytesIO(store.read(row.image_key))).convert("RGB"))
         labels = () if row.label == datasets.GOOD else (row.label,)
-        samples.append(Sample(labels=labels, image=image, meta={"name": str(row.id)}))
+        masks = None
+        if row.mask_key and labels:
+            mask = np.asarray(Image.open(io.BytesIO(store.read(row.mask_key))).convert("L"))
+            masks = {row.label: mask > 0}
+        elif spec.task.value == "segment":
+            masks = {}  # a good image, or a defect without a mask: nothing marked
+        samples.append(Sample(labels=labels, image=image, masks_inline=masks,
+                              meta={"name": str(row.id)}))
         if i % 5 == 0:
             progress(0.25 * (i + 1) / len(rows), f"reading images {i + 1}/{len(rows)}")
-    fit_part, held = split_holdout(samples)
-    spec = get_spec(params["detector"])
     config = {**(spec.quick if params.get("quick") else {}), **params.get("config", {})}
+    if spec.learns_from.value != "good-only":
+        detector, metrics = _fit_labelled(params, config, samples, progress)
+    else:
+        detector, metrics = _fit_good_only(params, config, samples, progress)
+    detector.metadata.metrics = metrics
+    detector.metadata.training_data.update(dataset=params["dataset_id"], job=str(job_id))
+    progress(0.9, "saving the version")
+    with tempfile.TemporaryDirectory() as tmp:
+        save(detector, Path(tmp))
+        versions.publish(engine, store, Path(tmp), name=params["name"],
+                         version=detector.version, kind=params["detector"], metrics=metrics,
+                         dataset_id=uuid.UUID(params["dataset_id"]), job_id=job_id,
+                         created_by=params.get("created_by"))
+    return metrics, detector.version
+
+
+def _fit_labelled(params: dict, config: dict, samples: list[Sample], progress):
+    """A classifier or segmenter on the dataset's labels (and masks), held-out metrics."""
+    from kensa.models.registry import create_detector
+    from kensa.models.training.eval_supervised import evaluate_supervised
+    from kensa.models.training.supervised import default_input_size
+
+    fit_part, held = split_labelled(samples)
+    labels = sorted({lab for s in samples for lab in s.labels})
+    config.setdefault("labels", labels)
+    config.setdefault("input_size", default_input_size(fit_part[0].load_image().shape[:2]))
+    detector = create_detector(params["detector"], name=params["name"], **config)
+    epochs = detector.config.epochs
+
+    def on_epoch(epoch: int) -> None:
+        progress(0.3 + 0.45 * min(epoch, epochs) / epochs, f"epoch {epoch}/{epochs}")
+
+    progress(0.3, f"training {params['detector']} on {len(fit_part)} images "
+                  f"({', '.join(labels)})")
+    fit_report = detector.fit(fit_part, held or None, on_epoch=on_epoch, progress=False)
+    progress(0.75, f"evaluating on {len(held)} held-out images")
+    evaluation = evaluate_supervised(detector, held or fit_part, progress=False)
+    headline = {k: evaluation[k] for k in ("roc_auc", "macro_f1", "accuracy", "dice", "iou")
+                if isinstance(evaluation.get(k), float)}
+    return detector, {**headline, "labels": labels, "n_fit": len(fit_part),
+                      "n_holdout": len(held), "fit_seconds": fit_report.get("seconds"),
+                      "epochs_run": fit_report.get("epochs_run"), "evaluation": evaluation}
+
+
+def _fit_good_only(params: dict, config: dict, samples: list[Sample], progress):
+    from kensa.models.registry import create_detector
+    from kensa.models.training.anomaly import auto_input_size
+    from kensa.models.training.eval_anomaly import evaluate_anomaly
+
+    fit_part, held = split_holdout(samples)
     config.setdefault("input_size", auto_input_size(*fit_part[0].load_image().shape[:2]))
     detector = create_detector(params["detector"], name=params["name"], **config)
     progress(0.3, f"fitting {params['detector']} on {len(fit_part)} good images")
@@ -132,16 +202,7 @@ def _train(settings: Settings, engine, job_id: uuid.UUID, progress) -> tuple[dic
         "fit_seconds": fit_report.get("fit_seconds"),
         "evaluation": evaluation,
     }
-    detector.metadata.metrics = metrics
-    detector.metadata.training_data.update(dataset=params["dataset_id"], job=str(job_id))
-    progress(0.9, "saving the version")
-    with tempfile.TemporaryDirectory() as tmp:
-        save(detector, Path(tmp))
-        versions.publish(engine, store, Path(tmp), name=params["name"],
-                         version=detector.version, kind=params["detector"], metrics=metrics,
-                         dataset_id=uuid.UUID(params["dataset_id"]), job_id=job_id,
-                         created_by=params.get("created_by"))
-    return metrics, detector.version
+    return detector, metrics
 
 
 def main(argv: list[str] | None = None) -> int:

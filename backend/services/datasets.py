@@ -76,8 +76,10 @@ def _check_label(label: str) -> str:
 
 
 def add_images(engine: Engine, store: BlobStore, ref: str, images: Sequence[bytes],
-               label: str, max_pixels: int) -> tuple[int, dict[str, int]]:
-    """Verify every image first, then write blobs and rows; a failure writes nothing."""
+               label: str, max_pixels: int, masks: Sequence[bytes] = ()
+               ) -> tuple[int, dict[str, int]]:
+    """Verify every image (and mask) first, then write blobs and rows; a failure writes
+    nothing."""
     label = _check_label(label)
     if not images:
         raise DatasetError(422, "no images sent (field 'image', repeatable)")
@@ -92,9 +94,10 @@ def add_images(engine: Engine, store: BlobStore, ref: str, images: Sequence[byte
             decoded.append(decode_image(data, max_pixels))
         except ImageRejected as exc:
             raise DatasetError(exc.status_code, f"image {index + 1}: {exc.detail}") from None
+    check_masks(masks, [(d.width, d.height) for d in decoded], label, max_pixels)
     return _write(engine, store, dataset_id, [
         (data, d.suffix, d.content_type, d.width, d.height, None)
-        for data, d in zip(images, decoded, strict=True)], label)
+        for data, d in zip(images, decoded, strict=True)], label, list(masks))
 
 
 def add_from_history(engine: Engine, store: BlobStore, ref: str,
@@ -124,28 +127,60 @@ def add_from_history(engine: Engine, store: BlobStore, ref: str,
 
 
 def _write(engine: Engine, store: BlobStore, dataset_id: uuid.UUID,
-           items: Sequence[tuple[bytes, str, str, int, int, uuid.UUID | None]], label: str
-           ) -> tuple[int, dict[str, int]]:
+           items: Sequence[tuple[bytes, str, str, int, int, uuid.UUID | None]], label: str,
+           masks: Sequence[bytes] = ()) -> tuple[int, dict[str, int]]:
     created: list[str] = []
+
+    def put(data: bytes, suffix: str) -> str:
+        result = store.put(data, suffix)
+        if result.created:
+            created.append(result.key)
+        return result.key
+
     try:
-        keys = []
-        for data, suffix, *_ in items:
-            result = store.put(data, suffix)
-            if result.created:
-                created.append(result.key)
-            keys.append(result.key)
+        keys = [put(data, suffix) for data, suffix, *_ in items]
+        mask_keys: list[str | None] = [put(m, "png") for m in masks] or [None] * len(items)
         with Session(engine) as session, session.begin():
-            for key, (_, _, content_type, width, height, source) in zip(keys, items,
-                                                                        strict=True):
+            for key, mask_key, (_, _, content_type, width, height, source) in zip(
+                    keys, mask_keys, items, strict=True):
                 session.add(DatasetImage(dataset_id=dataset_id, label=label, image_key=key,
-                                         content_type=content_type, width=width,
-                                         height=height, inspection_id=source))
+                                         mask_key=mask_key, content_type=content_type,
+                                         width=width, height=height, inspection_id=source))
     except BaseException:
         for key in created:
             store.delete(key)
         raise
     with Session(engine) as session:
         return len(items), counts(session, dataset_id)
+
+
+def masked_count(session: Session, dataset_id: uuid.UUID) -> int:
+    return int(session.execute(select(func.count()).select_from(DatasetImage).where(
+        DatasetImage.dataset_id == dataset_id, DatasetImage.mask_key.is_not(None),
+        DatasetImage.label != GOOD)).scalar_one())
+
+
+def check_masks(masks: Sequence[bytes], images: Sequence[tuple[int, int]], label: str,
+                max_pixels: int) -> None:
+    """One PNG mask per image, of the image's size, for a defect label (non-zero = defect)."""
+    if not masks:
+        return
+    if label == GOOD:
+        raise DatasetError(422, "masks are for defect labels, not 'good'")
+    if len(masks) != len(images):
+        raise DatasetError(422, f"{len(masks)} masks for {len(images)} images; send one "
+                                "'mask' per 'image', in the same order")
+    for index, (data, size) in enumerate(zip(masks, images, strict=True)):
+        try:
+            decoded = decode_image(data, max_pixels)
+        except ImageRejected as exc:
+            raise DatasetError(exc.status_code, f"mask {index + 1}: {exc.detail}") from None
+        if decoded.content_type != "image/png":
+            raise DatasetError(415, f"mask {index + 1}: a mask must be a PNG "
+                                    f"(got {decoded.content_type})")
+        if (decoded.width, decoded.height) != size:
+            raise DatasetError(422, f"mask {index + 1} is {decoded.width}x{decoded.height}, "
+                                    f"its image {size[0]}x{size[1]}")
 
 
 def images(session: Session, dataset_id: uuid.UUID) -> list[DatasetImage]:

@@ -1,8 +1,9 @@
 """The detectors the service runs: loaded once, called off the event loop, bounded at once.
 
 Every artifact directory under ``MODEL_DIR`` (one with a ``config.json``) is loaded, plus any
-``--model`` directories. With none, a demo PatchCore is fitted on synthetic good steel strips,
-cached in ``MODEL_DIR/demo-patchcore`` and flagged as a demo everywhere the API shows it.
+``--model`` directories. With no trained one, the demo pipeline (``services.demo``: a
+classifier, a U-Net and a PatchCore on synthetic steel strips) is served, flagged as a demo
+everywhere the API shows it; missing demo detectors are fitted and cached under ``MODEL_DIR``.
 
 Dynamic batching (``Batcher``): concurrent requests for one detector are gathered into one
 ``predict_batch`` call of at most ``batch_max`` photos. A request waits up to ``batch_wait_ms``
@@ -25,23 +26,21 @@ from typing import Any
 import anyio
 import numpy as np
 
-from kensa.models.artifacts import CONFIG_FILE, load_detector, save, write_config
+from kensa.backend.services.demo import (  # noqa: F401  (re-exported)
+    DEMO_CONFIG,
+    DEMO_DIR_NAME,
+    DEMO_NOTICE,
+    DEMO_STRIP_SIZE,
+    RECIPES,
+    demo_names,
+    fit_demo,
+    fit_demo_detector,
+)
+from kensa.models.artifacts import CONFIG_FILE, load_detector, write_config
 from kensa.models.base import Detector
-from kensa.models.data.synthetic import SteelStripGenerator
-from kensa.models.registry import create_detector
 from kensa.models.types import Detection
 
 log = logging.getLogger(__name__)
-
-DEMO_DIR_NAME = "demo-patchcore"
-DEMO_STRIP_SIZE = (256, 1600)
-DEMO_CONFIG = {"input_size": (128, 800), "coreset_ratio": 0.1, "max_bank": 8000}
-"""Keeps the strips' aspect ratio; on 15 good + 15 defective unseen strips: AUROC 1.0."""
-DEMO_NOTICE = (
-    "Demo detector: a PatchCore fitted on synthetic steel strips, not on your parts. "
-    "Train one on your own good images (kensa train anomaly) for real verdicts."
-)
-
 
 @dataclass
 class LoadedDetector:
@@ -66,25 +65,8 @@ def artifact_dirs(model_dir: Path) -> list[Path]:
     """Artifact directories directly under ``model_dir`` (each holds a config.json)."""
     if not model_dir.is_dir():
         return []
-    return sorted(p for p in model_dir.iterdir() if (p / CONFIG_FILE).is_file())
-
-
-def fit_demo_detector(model_dir: Path, n_good: int = 40,
-                      size: tuple[int, int] = DEMO_STRIP_SIZE) -> Path:
-    """Fit the demo PatchCore on synthetic good strips and save it under ``model_dir``."""
-
-    log.warning("no detectors in %s: fitting a demo PatchCore on %d synthetic strips",
-                model_dir, n_good)
-    detector = create_detector("patchcore", name=DEMO_DIR_NAME, **DEMO_CONFIG)
-    detector.fit(SteelStripGenerator(size=size, seed=0).samples(n_good, 0))
-    detector.metadata.demo = True
-    detector.metadata.notes = (
-        f"Demo: fitted on {n_good} synthetic good steel strips ({size[0]}x{size[1]}) "
-        "by the service because no trained detector was found. Not a model of your parts."
-    )
-    detector.metadata.training_data.update(source="kensa.models.data.synthetic", seed=0,
-                                           size=list(size))
-    return save(detector, model_dir / DEMO_DIR_NAME)
+    return sorted(p for p in model_dir.iterdir()
+                  if not p.name.startswith(".") and (p / CONFIG_FILE).is_file())
 
 
 def _predict(loaded: LoadedDetector, images: list[np.ndarray]) -> list[Detection]:
@@ -181,24 +163,39 @@ class DetectorPool:
         self.shadows: dict[str, LoadedDetector] = {}
         self.batch_max, self.batch_wait_s = batch_max, batch_wait_ms / 1000
         self._batchers: dict[int, Batcher] = {}
+        self.pending: list[str] = []  # demo tasks still being fitted in the background
+        self.deploy_lock = threading.Lock()  # versions.deploy / apply_deployed
 
     @classmethod
     def load(cls, model_dir: Path, extra: Sequence[Path] = (), concurrency: int = 2,
              demo_good_images: int = 40, device: str | None = None,
              limiter: anyio.CapacityLimiter | None = None, batch_max: int = 1,
-             batch_wait_ms: float = 5.0) -> DetectorPool:
-        """Load every artifact under ``model_dir`` and ``extra``; fit the demo when none."""
+             batch_wait_ms: float = 5.0, demo_tasks: Sequence[str] = tuple(RECIPES)
+             ) -> DetectorPool:
+        """Load every artifact under ``model_dir`` and ``extra``. With no trained one, serve the
+        cached demo detectors, fitting the demo PatchCore now when it is missing; the other
+        missing demo tasks are left in ``pending`` for the caller to fit in the background."""
         dirs = artifact_dirs(model_dir) + [Path(p) for p in extra]
-        if not dirs:
-            dirs = [fit_demo_detector(model_dir, n_good=demo_good_images)]
+        pending: list[str] = []
+        if all(d.name in demo_names() for d in dirs):
+            cached = {d.name for d in dirs}
+            for task in demo_tasks:
+                if RECIPES[task].name in cached:
+                    continue
+                if task == "anomaly" or not dirs:
+                    dirs.append(fit_demo(model_dir, task, n_good=demo_good_images))
+                else:
+                    pending.append(task)
         loaded = []
         for directory in dirs:
             detector = load_detector(directory, device=device)
             log.info("loaded detector %s (%s, %s) from %s", detector.name, detector.kind,
                      detector.version, directory)
             loaded.append(LoadedDetector(detector, Path(directory)))
-        return cls(loaded, concurrency, limiter, batch_max=batch_max,
+        pool = cls(loaded, concurrency, limiter, batch_max=batch_max,
                    batch_wait_ms=batch_wait_ms)
+        pool.pending = pending
+        return pool
 
     @property
     def names(self) -> list[str]:

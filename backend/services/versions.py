@@ -135,12 +135,51 @@ def load(store: BlobStore, row: DetectorVersion, cache_root: Path):
     return LoadedDetector(load_detector(directory), directory)
 
 
-def apply_deployed(engine: Engine, store: BlobStore, pool, cache_root: Path) -> None:
-    """Serve every active version and run every shadow one (at startup)."""
-    for row in by_state(engine, "active"):
-        pool.swap(load(store, row, cache_root))
-    for row in by_state(engine, "shadow"):
-        pool.set_shadow(load(store, row, cache_root), row.name)
+def apply_deployed(engine: Engine, store: BlobStore, pool, cache_root: Path) -> list[str]:
+    """Make the pool serve what the database says: every active version, every shadow one
+    (none where there is none). Called at startup and then every few seconds, so an
+    activation through one replica reaches the others; one small query when nothing changed.
+    Returns what changed (``name@version``)."""
+    with pool.deploy_lock:
+        return _apply(engine, store, pool, cache_root)
+
+
+def _apply(engine: Engine, store: BlobStore, pool, cache_root: Path) -> list[str]:
+    with Session(engine) as session:
+        rows = list(session.execute(select(DetectorVersion).where(
+            DetectorVersion.state.in_(("active", "shadow")))).scalars())
+    changed = []
+    for row in (r for r in rows if r.state == "active"):
+        if row.name not in pool or pool.get(row.name).detector.version != row.version:
+            pool.swap(load(store, row, cache_root))
+            changed.append(f"{row.name}@{row.version}")
+    shadow = {r.name: r for r in rows if r.state == "shadow"}
+    for name, row in shadow.items():
+        current = pool.shadows.get(name)
+        if current is None or current.detector.version != row.version:
+            pool.set_shadow(load(store, row, cache_root), name)
+            changed.append(f"{name}@{row.version} (shadow)")
+    for name in [n for n in pool.shadows if n not in shadow]:
+        pool.set_shadow(None, name)
+        changed.append(f"{name} (shadow stopped)")
+    return changed
+
+
+def deploy(engine: Engine, store: BlobStore, pool, cache_root: Path, row: DetectorVersion,
+           state: str) -> None:
+    """Activate (``active``) or shadow (``shadow``) ``row`` in the database and in this
+    replica's pool, under the pool's deploy lock (so a concurrent ``apply_deployed`` never
+    puts the previous version back)."""
+    loaded = load(store, row, cache_root)
+    with pool.deploy_lock:
+        set_state(engine, row.name, row.version, state)
+        if state == "active":
+            pool.swap(loaded)
+            if row.name in pool.shadows and pool.shadows[row.name].detector.version == \
+                    row.version:
+                pool.set_shadow(None, row.name)
+        else:
+            pool.set_shadow(loaded, row.name)
 
 
 def record_shadow_runs(engine: Engine, inspection_id: uuid.UUID, detections) -> None:

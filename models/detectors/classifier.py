@@ -114,7 +114,7 @@ class DefectClassifier(Detector):
             **options: Any) -> dict[str, Any]:
         """Train on ``train``, stop early and tune per-class thresholds on ``val`` (held out
         from ``train`` when not given). Options: ``out_dir`` (checkpoint + curves),
-        ``resume``, ``progress``."""
+        ``resume``, ``progress``, ``on_epoch`` (called with each finished epoch's number)."""
 
         cfg = self.config
         train, val, train_ds, val_ds, loader = prepare_training_data(
@@ -140,7 +140,8 @@ class DefectClassifier(Detector):
                             patience=cfg.patience, device=self.device,
                             out_dir=options.get("out_dir"), resume=options.get("resume", False),
                             config={"kind": self.kind, **cfg.model_dump(mode="json")},
-                            progress=options.get("progress", True))
+                            progress=options.get("progress", True),
+                            on_epoch=options.get("on_epoch"))
         probs = sigmoid(self._logits_dataset(val_ds))
         report["thresholds"] = self.tune_thresholds(val_targets, probs)
         report.update(n_train=len(train), n_val=len(val),

@@ -155,9 +155,12 @@ def train_loop(
     resume: bool = False,
     config: dict[str, Any] | None = None,
     progress: bool = True,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` with AdamW + cosine schedule; keep the weights with the best
     ``validate()[monitor]`` (higher is better); stop after ``patience`` epochs without gain.
+    ``on_epoch(n)`` is called after epoch ``n`` (1-based; a job's progress; it may raise to
+    stop).
 
     Returns ``history`` (one dict per epoch), ``best_epoch``, ``best_score``, ``epochs_run``,
     ``stopped_early`` and ``seconds``. The model ends with the best weights loaded.
@@ -236,6 +239,8 @@ def train_loop(
                         "torch_rng": torch.get_rng_state(), "signature": signature}, tmp)
             tmp.replace(ckpt_path)
             save_curves(history, out_dir / CURVES_FILE, monitor)
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
     model.load_state_dict(best_state)
     model.eval()
     return {"history": history, "best_epoch": best_epoch + 1, "best_score": float(best_score),

@@ -147,7 +147,8 @@ class DefectSegmenter(Detector):
     def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None,
             **options: Any) -> dict[str, Any]:
         """Train on ``train`` (good images = empty masks), stop early on validation dice and
-        tune the post-processing on ``val``. Options: ``out_dir``, ``resume``, ``progress``."""
+        tune the post-processing on ``val``. Options: ``out_dir``, ``resume``, ``progress``,
+        ``on_epoch`` (called with each finished epoch's number)."""
 
         cfg = self.config
         train, val, _, val_ds, loader = prepare_training_data(
@@ -172,7 +173,8 @@ class DefectSegmenter(Detector):
                             patience=cfg.patience, device=self.device,
                             out_dir=options.get("out_dir"), resume=options.get("resume", False),
                             config={"kind": self.kind, **cfg.model_dump(mode="json")},
-                            progress=options.get("progress", True))
+                            progress=options.get("progress", True),
+                            on_epoch=options.get("on_epoch"))
         report["postprocess"] = self.tune_postprocess(val_ds)
         report.update(n_train=len(train), n_val=len(val))
         return report

@@ -63,7 +63,7 @@ async def test_extra_model_dirs_are_served(tmp_path: Path, patchcore_artifact: P
 
 async def test_demo_detector_is_fitted_cached_and_announced(tmp_path: Path, strips) -> None:
     model_dir = tmp_path / "empty-models"
-    settings = make_settings(tmp_path, model_dir, demo_good_images=6)
+    settings = make_settings(tmp_path, model_dir, demo_good_images=6, demo_tasks=["anomaly"])
     async with running_service(settings) as service:
         (item,) = (await service.client.get("/api/v1/detectors")).json()
         assert item["name"] == DEMO_DIR_NAME and item["demo"] is True

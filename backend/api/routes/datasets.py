@@ -56,11 +56,15 @@ async def get_dataset(dataset: str, engine: EngineDep) -> DatasetPublic:
                  "multipart/form-data": {"schema": {"type": "object", "properties": {
                      "image": {"type": "array", "items": {"type": "string",
                                                           "format": "binary"}},
-                     "label": {"type": "string", "default": "good"}}}},
+                     "label": {"type": "string", "default": "good"},
+                     "mask": {"type": "array", "items": {"type": "string", "format": "binary"},
+                              "description": "optional: one PNG per image, same size, "
+                                             "non-zero = the label's defect"}}}},
                  "application/json": {"schema": DatasetFromHistory.model_json_schema()}}}})
 async def add_images(dataset: str, request: Request, engine: EngineDep, store: StoreDep,
                      settings: SettingsDep, limiter: LimiterDep) -> DatasetImagesAdded:
-    """Multipart ``image`` (repeatable) + ``label`` (default ``good``), or JSON
+    """Multipart ``image`` (repeatable) + ``label`` (default ``good``) + optional ``mask``
+    (one PNG per image, same size, non-zero pixels = the defect), or JSON
     ``{inspection_ids, label}`` to add stored photos from the inspection history."""
     content_type = request.headers.get("content-type", "").lower()
     try:
@@ -79,16 +83,19 @@ async def add_images(dataset: str, request: Request, engine: EngineDep, store: S
             label = form.get("label") or service.GOOD
             if not isinstance(label, str):
                 raise HTTPException(422, "label must be a text field")
-            images = []
-            for upload in files:
+            mask_files = [f for f in form.getlist("mask") if isinstance(f, UploadFile)]
+            if len(mask_files) != len(form.getlist("mask")):
+                raise HTTPException(422, "mask must be a file part (PNG)")
+            images, masks = [], []
+            for upload in files + mask_files:
                 data = await upload.read()
                 if len(data) > settings.max_upload_bytes:
                     raise HTTPException(413, f"{upload.filename}: larger than "
                                              f"{settings.max_upload_mb:g} MB")
-                images.append(data)
+                (images if len(images) < len(files) else masks).append(data)
             added, counts = await anyio.to_thread.run_sync(
                 service.add_images, engine, store, dataset, images, label,
-                settings.max_pixels, limiter=limiter)
+                settings.max_pixels, masks, limiter=limiter)
         else:
             raise HTTPException(415, "send multipart/form-data with 'image' files, or JSON "
                                      "{inspection_ids, label}")

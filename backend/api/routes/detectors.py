@@ -95,12 +95,8 @@ async def activate_version(name: str, version: str, engine: EngineDep, store: St
                            settings: SettingsDep, pool: PoolDep) -> DetectorVersionPublic:
     """Serve this version for new inspections now (rollback = activate an older one)."""
     row = _version(engine, name, version)
-    loaded = await anyio.to_thread.run_sync(versions.load, store, row,
-                                            settings.data_dir / "versions")
-    pool.swap(loaded)
-    if name in pool.shadows and pool.shadows[name].detector.version == version:
-        pool.set_shadow(None, name)
-    await anyio.to_thread.run_sync(versions.set_state, engine, name, version, "active")
+    await anyio.to_thread.run_sync(versions.deploy, engine, store, pool,
+                                   settings.data_dir / "versions", row, "active")
     return _one(engine, name, version)
 
 
@@ -115,10 +111,8 @@ async def shadow_version(name: str, version: str, engine: EngineDep, store: Stor
         raise HTTPException(409, f"no active {name!r} to shadow; activate a version first")
     if row.state == "active":
         raise HTTPException(409, f"{version} is the active version of {name!r}")
-    loaded = await anyio.to_thread.run_sync(versions.load, store, row,
-                                            settings.data_dir / "versions")
-    pool.set_shadow(loaded, name)
-    await anyio.to_thread.run_sync(versions.set_state, engine, name, version, "shadow")
+    await anyio.to_thread.run_sync(versions.deploy, engine, store, pool,
+                                   settings.data_dir / "versions", row, "shadow")
     return _one(engine, name, version)
 
 

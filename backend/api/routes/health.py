@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from kensa.backend import db
 from kensa.backend.api.deps import requires
+from kensa.backend.services.demo import RECIPES
 
 router = APIRouter(tags=["health"])
 
@@ -40,5 +41,7 @@ async def readyz(request: Request) -> JSONResponse:
             "status": "failed" if error else "loading",
             "detail": f"detectors failed to load: {error}" if error else "detectors are loading",
         })
-    return JSONResponse({"status": "ready", "detectors": pool.names,
-                         "demo": any(d.demo for d in pool.all())})
+    body = {"status": "ready", "detectors": pool.names, "demo": any(d.demo for d in pool.all())}
+    if pool.pending:  # demo detectors still being fitted in the background
+        body["pending"] = [RECIPES[task].name for task in pool.pending]
+    return JSONResponse(body)

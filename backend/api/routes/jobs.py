@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from kensa.backend.api.deps import EngineDep, requires
 from kensa.backend.jobs import retrain, state
-from kensa.backend.jobs.worker import MIN_GOOD, trainable
+from kensa.backend.jobs.worker import MIN_DEFECT, MIN_GOOD
 from kensa.backend.records import Job
 from kensa.backend.services import datasets
 from kensa.contract.schemas import JOB_FINAL, ErrorBody, JobCreate, JobPublic
@@ -58,9 +58,6 @@ def _create(engine, body: JobCreate, runner: str) -> Job:
         spec = get_spec(body.detector)
     except KeyError as exc:
         raise HTTPException(422, str(exc.args[0])) from None
-    if not trainable(spec):
-        raise HTTPException(422, f"{body.detector} learns from labelled defects; training "
-                                 "from a dataset supports good-only detectors")
     try:
         spec.config(**body.config)
     except Exception as exc:
@@ -69,10 +66,13 @@ def _create(engine, body: JobCreate, runner: str) -> Job:
         dataset = datasets.find(session, body.dataset)
         if dataset is None:
             raise HTTPException(404, f"no dataset {body.dataset!r}")
-        good = datasets.counts(session, dataset.id).get(datasets.GOOD, 0)
-        if good < MIN_GOOD:
+        counts = datasets.counts(session, dataset.id)
+        good = counts.get(datasets.GOOD, 0)
+        if spec.learns_from.value == "good-only" and good < MIN_GOOD:
             raise HTTPException(422, f"dataset {dataset.name!r} has {good} good images; "
                                      f"training needs at least {MIN_GOOD}")
+        if spec.learns_from.value != "good-only":
+            _check_labelled(session, dataset, counts, spec.task.value)
         job = Job(kind="train", status="queued", runner=runner, message="queued", params={
             "dataset_id": str(dataset.id), "dataset": dataset.name,
             "detector": body.detector, "name": body.name, "config": body.config,
@@ -81,6 +81,21 @@ def _create(engine, body: JobCreate, runner: str) -> Job:
         session.flush()
         session.expunge(job)
     return job
+
+
+def _check_labelled(session: Session, dataset, counts: dict[str, int], task: str) -> None:
+    """A classifier needs labelled defects, a segmenter defects with masks (both: at least
+    ``MIN_DEFECT``, so part of them can be held out)."""
+    defects = sum(n for label, n in counts.items() if label != datasets.GOOD)
+    if defects < MIN_DEFECT:
+        raise HTTPException(422, f"dataset {dataset.name!r} has {defects} labelled defect "
+                                 f"images; a {task} detector needs at least {MIN_DEFECT}")
+    if task == "segment":
+        masked = datasets.masked_count(session, dataset.id)
+        if masked < MIN_DEFECT:
+            raise HTTPException(422, f"dataset {dataset.name!r} has {masked} defect images "
+                                     f"with a mask; a segment detector needs at least "
+                                     f"{MIN_DEFECT}")
 
 
 @router.post("", status_code=202, response_model=JobPublic, responses=NOT_FOUND)
