@@ -54,7 +54,10 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = data_dir / "serve.log"
     # No KENSA_CLIENT_TOKEN: the browser signs in on the sign-in screen like a person does.
     env = {k: v for k, v in os.environ.items() if k != "KENSA_CLIENT_TOKEN"}
-    env.update({"PYTHONPATH": str(REPO), "KENSA_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    # The demo PatchCore only: the demo classifier and U-Net would be fitted in the background
+    # while the browser drives the page, and appear in the middle of a test.
+    env.update({"PYTHONPATH": str(REPO), "KENSA_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "KENSA_DEMO_TASKS": '["anomaly"]'})
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kensa.cli", "serve", "--data-dir", str(data_dir / "data"),
