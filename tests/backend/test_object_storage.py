@@ -134,6 +134,8 @@ async def test_startup_sweeps_leftovers_but_keeps_referenced_and_young_blobs(
     photo = encode(strips.good(2).image)
     async with running_service(settings, ready=True) as svc:
         record = (await svc.upload(photo)).json()
+        # the overlay is drawn on its first GET and kept as a blob the record references
+        assert (await svc.client.get(record["overlay_url"])).status_code == 200
         await _swept(svc)
         referenced = {b.key for b in svc.app.state.store.blobs()}
     store = make_store(settings)

@@ -22,7 +22,7 @@ from kensa.client.views.review import review_key, review_labels
 from kensa.contract.client import ApiClient
 
 pytestmark = pytest.mark.anyio
-BASE = "http://kensa.test"
+BASE = "http://localhost"
 
 
 @pytest.fixture
