@@ -3,26 +3,26 @@ httpx.ASGITransport, with a small PatchCore fitted once per session on synthetic
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
-from client_testing import ADMIN_PASSWORD, OPERATOR_PASSWORD, STRIP_SIZE, png
+from client_testing import (
+    BASE,
+    OPERATOR_PASSWORD,
+    STRIP_SIZE,
+    Backend,
+    png,
+    running_backend,
+)
 
-from kensa.backend.config import Settings
-from kensa.backend.main import create_app
 from kensa.client.offline_queue import PhotoQueue
 from kensa.client.state import AppState, ClientSettings, Session
 from kensa.contract.client import ApiClient
 from kensa.models import artifacts
 from kensa.models.data.synthetic import SteelStripGenerator
 from kensa.models.registry import create_detector, get_spec
-
-BASE = "http://localhost"
 
 
 @pytest.fixture(scope="session")
@@ -51,33 +51,10 @@ def strips() -> dict[str, bytes]:
     }
 
 
-@dataclass
-class Backend:
-    app: object
-    api: ApiClient  # signed in as the admin
-    transport: httpx.AsyncBaseTransport
-
-
 @pytest.fixture
 async def backend(tmp_path: Path, patchcore_dir: Path) -> AsyncIterator[Backend]:
-    settings = Settings(data_dir=tmp_path / "data", model_dir=patchcore_dir,
-                        database_url=f"sqlite:///{tmp_path / 'kensa.db'}", serve_client=False,
-                        admin_password=ADMIN_PASSWORD)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as raw:
-            token = (await raw.post("/api/v1/auth/token", data={
-                "username": "admin", "password": ADMIN_PASSWORD})).json()["access_token"]
-        api = ApiClient(BASE, transport=transport, public_url="", token=token)
-        deadline = time.monotonic() + 120
-        while not await api.ready():
-            assert time.monotonic() < deadline, "backend not ready"
-            await anyio.sleep(0.05)
-        try:
-            yield Backend(app=app, api=api, transport=transport)
-        finally:
-            await api.aclose()
+    async with running_backend(tmp_path, patchcore_dir) as running:
+        yield running
 
 
 @pytest.fixture

@@ -5,48 +5,24 @@ verdict stays as it was."""
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
-import httpx
 import numpy as np
 import pytest
-from client_testing import ADMIN_PASSWORD
+from client_testing import running_backend
 from PIL import Image
 
-from kensa.backend.config import Settings
-from kensa.backend.main import create_app
 from kensa.client.views.review import review_key, review_labels
 from kensa.contract.client import ApiClient
 
 pytestmark = pytest.mark.anyio
-BASE = "http://localhost"
-
-
 @pytest.fixture
 async def queued_api(tmp_path: Path, patchcore_dir: Path) -> AsyncIterator[ApiClient]:
     """The real app with a random share of 1 (every inspection reaches the review queue);
     the admin's API client."""
-    settings = Settings(data_dir=tmp_path / "data", model_dir=patchcore_dir,
-                        database_url=f"sqlite:///{tmp_path / 'kensa.db'}", serve_client=False,
-                        admin_password=ADMIN_PASSWORD, review_random_share=1.0)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as raw:
-            token = (await raw.post("/api/v1/auth/token", data={
-                "username": "admin", "password": ADMIN_PASSWORD})).json()["access_token"]
-        api = ApiClient(BASE, transport=transport, public_url="", token=token)
-        deadline = time.monotonic() + 120
-        while not await api.ready():
-            assert time.monotonic() < deadline, "backend not ready"
-            await anyio.sleep(0.05)
-        try:
-            yield api
-        finally:
-            await api.aclose()
+    async with running_backend(tmp_path, patchcore_dir, review_random_share=1.0) as running:
+        yield running.api
 
 
 def mask_png(width: int, height: int) -> bytes:
