@@ -107,18 +107,24 @@ async def _follow_deployments(app: FastAPI) -> None:
 
 
 async def _fit_pending_demos(app: FastAPI) -> None:
-    """Fit the missing supervised demo detectors one by one in a niced subprocess (the service
-    answers meanwhile; its output goes to ``MODEL_DIR/.<name>.log``) and serve each as soon as
-    it is saved."""
+    """Fit the missing supervised demo detectors side by side, each in its own niced
+    single-threaded subprocess (two cores: one fit each, the service answers meanwhile; output
+    in ``MODEL_DIR/.<name>.log``), and serve each as soon as it is saved."""
+    pool: DetectorPool = app.state.pool
+    async with anyio.create_task_group() as fits:
+        for task in list(pool.pending):
+            fits.start_soon(_fit_demo, app, task)
+
+
+async def _fit_demo(app: FastAPI, task: str) -> None:
     settings: Settings = app.state.settings
     pool: DetectorPool = app.state.pool
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    while pool.pending:
-        task = pool.pending[0]
-        directory = settings.model_dir / RECIPES[task].name
-        log_path = settings.model_dir / f".{RECIPES[task].name}.log"
-        command = [sys.executable, "-m", "kensa.backend.services.demo",
-                   str(settings.model_dir), task, "--good", str(settings.demo_good_images)]
+    directory = settings.model_dir / RECIPES[task].name
+    log_path = settings.model_dir / f".{RECIPES[task].name}.log"
+    command = [sys.executable, "-m", "kensa.backend.services.demo",
+               str(settings.model_dir), task, "--good", str(settings.demo_good_images)]
+    try:
         with log_path.open("wb") as out:
             proc = await anyio.open_process(command, env=env, stdout=out, stderr=out,
                                             stdin=subprocess.DEVNULL)
@@ -130,15 +136,16 @@ async def _fit_pending_demos(app: FastAPI) -> None:
                     proc.terminate()
                 with anyio.CancelScope(shield=True):
                     await proc.wait()
-        pool.pending = pool.pending[1:]
         if code != 0 or not (directory / "config.json").is_file():
-            log.error("fitting the demo %s detector failed (exit code %s); see %s", task, code,
-                      log_path)
-            continue
+            log.error("fitting the demo %s detector failed (exit code %s); see %s", task,
+                      code, log_path)
+            return
         loaded = await anyio.to_thread.run_sync(
             lambda d=directory: LoadedDetector(load_detector(d, device=settings.device), d))
         pool.swap(loaded)
         log.info("demo detector %s fitted and served", loaded.name)
+    finally:  # served (or failed) before it leaves /readyz's pending list
+        pool.pending = [t for t in pool.pending if t != task]
 
 
 async def _database_ready(app: FastAPI, tasks: anyio.abc.TaskGroup) -> None:

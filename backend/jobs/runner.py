@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -110,6 +111,8 @@ class LocalRunner:
             self._launch(job_id)
 
     def _launch(self, job_id: uuid.UUID) -> None:
+        if not state.claim(self.engine, job_id, f"{os.getpid()}@{socket.gethostname()}"):
+            return  # another replica took it
         proc = subprocess.Popen(
             [sys.executable, "-m", "kensa.backend.jobs.worker", str(job_id)],
             env=worker_env(self.settings), preexec_fn=lambda: os.nice(10),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
 from kensa.backend.records import Job
@@ -38,11 +40,43 @@ def public(job: Job) -> JobPublic:
                      started_at=job.started_at, finished_at=job.finished_at)
 
 
-def fail_interrupted(engine: Engine, runner: str) -> int:
-    """Mark the jobs a restart interrupted as failed (called at startup)."""
+def claim(engine: Engine, job_id: uuid.UUID, worker: str) -> bool:
+    """Take a queued job for this service (atomic: of two replicas polling the same database,
+    only one gets it)."""
     with Session(engine) as session, session.begin():
-        result = session.execute(update(Job).where(Job.status == "running",
-                                                   Job.runner == runner).values(
-            status="failed", finished_at=now(),
-            message="interrupted: the service restarted while the job was running"))
+        result = session.execute(update(Job).where(Job.id == job_id, Job.status == "queued")
+                                 .values(status="running", worker=worker))
+        return result.rowcount > 0
+
+
+def _alive(worker: str | None, host: str) -> bool:
+    """Whether ``pid@host`` names a process still running on this host."""
+    pid, _, where = (worker or "").partition("@")
+    if where != host or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_interrupted(engine: Engine, runner: str, host: str | None = None) -> int:
+    """Mark the jobs a restart interrupted as failed (called at startup): the running jobs of
+    ``runner`` with no worker, or whose worker process on this host is gone. Jobs run by
+    another host's replica, or by a worker that outlived its service, are left running."""
+    host = host or socket.gethostname()
+    with Session(engine) as session, session.begin():
+        rows = session.execute(select(Job.id, Job.worker).where(
+            Job.status == "running", Job.runner == runner)).all()
+        lost = [job_id for job_id, worker in rows
+                if worker is None or (worker.endswith(f"@{host}") and not _alive(worker, host))]
+        if not lost:
+            return 0
+        result = session.execute(update(Job).where(Job.id.in_(lost), Job.status == "running")
+                                 .values(status="failed", finished_at=now(), message=(
+                                     "interrupted: the service restarted while the job was "
+                                     "running")))
         return result.rowcount

@@ -228,3 +228,38 @@ async def test_job_running_at_a_restart_is_marked_failed(tmp_path: Path, model_d
     async with running_service(settings) as svc:
         body = (await svc.client.get(f"/api/v1/jobs/{job_id}")).json()
         assert body["status"] == "failed" and "interrupted" in body["message"]
+
+
+async def _served_version(client: httpx.AsyncClient, name: str) -> str:
+    listed = (await client.get("/api/v1/detectors")).json()
+    return next(d["version"] for d in listed if d["name"] == name)
+
+
+async def _wait_served(client: httpx.AsyncClient, name: str, version: str,
+                       timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while (served := await _served_version(client, name)) != version:
+        assert time.monotonic() < deadline, f"replica still serves {served}, not {version}"
+        await _sleep(0.2)
+
+
+async def test_a_replica_follows_activations_made_elsewhere(tmp_path: Path, model_dir: Path
+                                                            ) -> None:
+    """Two services on one database and one storage (two replicas behind a proxy): a version
+    activated through one, and the rollback, reach the other's inspections without a restart."""
+    from backend_testing import make_settings, running_service
+
+    settings = make_settings(tmp_path, model_dir, version_poll_s=0.2)
+    async with running_service(settings) as first, running_service(settings) as second:
+        shipped = await _served_version(second.client, "patchcore")
+        await make_dataset(first.client, "replicas")
+        older, newer = await train(first.client, "replicas"), await train(
+            first.client, "replicas", coreset_ratio=0.5)
+        assert await _served_version(second.client, "patchcore") == shipped  # candidates
+        for version in (newer["version"], older["version"]):  # deploy, then roll back
+            response = await first.client.post(
+                f"/api/v1/detectors/patchcore/versions/{version}/activate")
+            assert response.status_code == 200, response.text
+            await _wait_served(second.client, "patchcore", version)
+            record = await inspect(second)
+            assert record["detectors"] == [{"name": "patchcore", "version": version}]
