@@ -263,3 +263,45 @@ async def test_a_replica_follows_activations_made_elsewhere(tmp_path: Path, mode
             await _wait_served(second.client, "patchcore", version)
             record = await inspect(second)
             assert record["detectors"] == [{"name": "patchcore", "version": version}]
+
+
+async def test_a_restart_fails_only_jobs_whose_worker_is_gone(tmp_path: Path, model_dir: Path
+                                                              ) -> None:
+    """A replica's restart must not fail the job another replica (another host) is running,
+    nor one whose worker process outlived its service; a dead local worker's job is failed."""
+    import socket
+    import subprocess
+    import sys
+
+    from backend_testing import make_settings, running_service
+    from sqlmodel import Session
+
+    from kensa.backend import db
+    from kensa.backend.records import Job
+
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_pid.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    host = socket.gethostname()
+    settings = make_settings(tmp_path, model_dir)
+    settings.ensure_dirs()
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+    workers = {"dead": f"{dead_pid.pid}@{host}", "alive": f"{alive.pid}@{host}",
+               "elsewhere": "4242@another-host"}
+    ids = {}
+    with Session(engine) as session, session.begin():
+        for key, worker in workers.items():
+            job = Job(kind="train", status="running", progress=0.3, params={}, worker=worker)
+            session.add(job)
+            session.flush()
+            ids[key] = str(job.id)
+    engine.dispose()
+    try:
+        async with running_service(settings) as svc:
+            status = {key: (await svc.client.get(f"/api/v1/jobs/{job_id}")).json()["status"]
+                      for key, job_id in ids.items()}
+    finally:
+        alive.kill()
+        alive.wait()
+    assert status == {"dead": "failed", "alive": "running", "elsewhere": "running"}
