@@ -5,10 +5,10 @@
         --url postgresql+psycopg://postgres@127.0.0.1:5432/kensa_history_bench_100k --n 100000
 
 The schema comes from the normal migrations (``db.upgrade``); the rollups
-(``inspection_rollup``) are rebuilt from the rows afterwards (``rollups.rebuild``); rows are written in creation
-order (as a plant writes them) with ``COPY ... FROM STDIN`` on PostgreSQL, SQLAlchemy core
-``executemany`` of pre-converted values on SQLite, and core inserts with SQLAlchemy's type
-processing elsewhere (MariaDB; slower, for tests).
+(``inspection_rollup``) are rebuilt from the rows afterwards (``rollups.rebuild``). Rows are
+written in creation order (as a plant writes them) with ``COPY ... FROM STDIN`` on
+PostgreSQL, SQLAlchemy core ``executemany`` of pre-converted values on SQLite, and core
+inserts with SQLAlchemy's type processing elsewhere (MariaDB; slower, for tests).
 What a record looks like (seeded RNG, reproducible):
 
 * ``created_at`` spread over the year before ``--until`` (2026-12-01), busier on day shifts;

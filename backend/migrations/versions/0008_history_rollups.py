@@ -42,6 +42,8 @@ def upgrade() -> None:
     bind = op.get_bind()
     for statement in backfill(rollup, bind.dialect.name):
         bind.execute(statement)
+    if bind.dialect.name in ("postgresql", "sqlite"):  # row estimates for the planner now
+        bind.execute(sa.text("ANALYZE inspection_rollup"))
 
 
 def downgrade() -> None:
