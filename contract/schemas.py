@@ -143,8 +143,8 @@ class InspectionList(Schema):
         "inspections in the whole filtered set (not only this page; the same on every cursor "
         "page), always exact. Served from per-day rollups when the filters are whole or partial "
         "days, station, verdict/has_defect, include_deleted, the review filters and at most one "
-        "of a single label, detector or operator; other combinations (several labels, two of "
-        "label/detector/operator) count the matching records"))
+        "of: a label (or two labels), a detector, an operator; other combinations (three or "
+        "more labels, two of label/detector/operator) count the matching records"))
     defect_ratio: float | None = Field(None, description="defect verdicts / total (filtered)")
     next_cursor: str | None = Field(
         None, description="pass as ?cursor= for the page after this one; null on the last page")

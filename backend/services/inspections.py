@@ -401,10 +401,16 @@ def count(session: Session, filters: Filters) -> tuple[int, int]:
     when the filters allow (``rollups.facet_of``), the partial days at the ends of the range
     and every other filter combination by counting the records."""
     facet = rollups.facet_of(filters)
-    if facet is None:
+    either = facet is None and rollups.either_of_two(filters)
+    if facet is None and not either:
         return _count_rows(session, filters)
     days, edges = rollups.split_days(filters.start, filters.end)
-    total, defective = rollups.total(session, filters, facet, *days) if days else (0, 0)
+    if not days:
+        total, defective = 0, 0
+    elif either:
+        total, defective = rollups.either_total(session, filters, *days)
+    else:
+        total, defective = rollups.total(session, filters, facet, *days)
     for start, end in edges:
         n, k = _count_rows(session, filters.within(start, end))
         total, defective = total + n, defective + k
@@ -582,23 +588,32 @@ Counts = dict[str, tuple[int, int]]
 ByLabel = dict[str, dict[str, int]]
 
 
-def _exact_buckets(session: Session, filters: Filters, bucket: str) -> tuple[Counts, ByLabel]:
-    """Per bucket (total, defective) and inspections per label, counted from the records."""
+def _exact_buckets(session: Session, filters: Filters, bucket: str, narrow: bool = False
+                   ) -> tuple[Counts, ByLabel]:
+    """Per bucket (total, defective) and inspections per label, counted from the records.
+    ``narrow``: a range of at most two days (the inspections in it drive the label join)."""
     conditions = filters.conditions()
     key = bucket_expr(session.get_bind().dialect.name, bucket).label("bucket")
     rows = session.execute(
         select(key, func.count(), _defective_sum()).where(*conditions)
         .group_by(key).order_by(key)
     ).all()
-    # Each (inspection, label) once, from the label index; the findings (far fewer than
-    # the inspections) drive the join instead of a probe per inspection.
-    labelled = (select(Finding.inspection_id, Finding.label).distinct()
-                .subquery("labelled"))
-    label_rows = session.execute(
-        select(key, labelled.c.label, func.count())
-        .select_from(labelled).join(Inspection, Inspection.id == labelled.c.inspection_id)
-        .where(*conditions).group_by(key, labelled.c.label)
-    ).all()
+    if narrow:  # the few inspections of the range, then their findings
+        label_rows = session.execute(
+            select(key, Finding.label, func.count(Finding.inspection_id.distinct()))
+            .select_from(Inspection).join(Finding, Finding.inspection_id == Inspection.id)
+            .where(*conditions).group_by(key, Finding.label)
+        ).all()
+    else:
+        # Each (inspection, label) once, from the label index; the findings (far fewer than
+        # the inspections) drive the join instead of a probe per inspection.
+        labelled = (select(Finding.inspection_id, Finding.label).distinct()
+                    .subquery("labelled"))
+        label_rows = session.execute(
+            select(key, labelled.c.label, func.count())
+            .select_from(labelled).join(Inspection, Inspection.id == labelled.c.inspection_id)
+            .where(*conditions).group_by(key, labelled.c.label)
+        ).all()
     counts = {str(b): (int(t), int(d)) for b, t, d in rows}
     by_label: ByLabel = {}
     for b, label, n in label_rows:
@@ -624,7 +639,8 @@ def _buckets(session: Session, filters: Filters, bucket: str) -> tuple[Counts, B
             t, d = counts.get(b, (0, 0))
             counts[b] = (t + n, d + k)
     for start, end in edges:
-        edge_counts, edge_labels = _exact_buckets(session, filters.within(start, end), bucket)
+        edge_counts, edge_labels = _exact_buckets(session, filters.within(start, end), bucket,
+                                                  narrow=True)
         for b, (n, k) in edge_counts.items():
             t, d = counts.get(b, (0, 0))
             counts[b] = (t + n, d + k)

@@ -220,11 +220,28 @@ def day_counts(session: Session, filters, facet: tuple[str, str], first: date | 
 
 
 def total(session: Session, filters, facet: tuple[str, str], first: date | None,
-          stop: date | None) -> tuple[int, int]:
+          stop: date | None, label: str = "") -> tuple[int, int]:
+    """(inspections, defective) of the facet (that also have ``label``, if given)."""
     n, k = session.execute(select(func.coalesce(func.sum(R.c.n), 0), _defective())
                            .where(*conditions(filters, facet, first, stop),
-                                  R.c.label == "")).one()
+                                  R.c.label == label)).one()
     return int(n), int(k)
+
+
+def either_total(session: Session, filters, first: date | None, stop: date | None
+                 ) -> tuple[int, int]:
+    """``total`` for ``label=a&label=b`` (either): |A| + |B| - |A and B| per group."""
+    a, b = sorted(set(filters.labels))
+    na, ka = total(session, filters, ("label", a), first, stop)
+    nb, kb = total(session, filters, ("label", b), first, stop)
+    both, kboth = total(session, filters, ("label", a), first, stop, label=b)
+    return na + nb - both, ka + kb - kboth
+
+
+def either_of_two(filters) -> bool:
+    """Two labels and nothing else the rollups hold as a facet (``either_total`` applies)."""
+    return (len(set(filters.labels)) == 2 and filters.detector is None
+            and filters.operator is None and filters.station != "")
 
 
 def _as_date(value) -> date:
