@@ -8,8 +8,9 @@ in key order (concurrent writers lock rows in the same order: no deadlock).
 
 Reading: ``facet_of`` says whether filters can be answered from rollups (at most one of a
 single ``label``, ``detector`` or ``operator``; any station / verdict / deleted / review
-filter); ``split_days`` cuts a time range into whole UTC days (rollups) and the partial
-days at its ends (counted exactly from the records: at most two days of them).
+filter; ``either_of_two``: two labels, for totals by inclusion-exclusion); ``split_days``
+cuts a time range into whole UTC days (rollups) and the partial days at its ends (counted
+exactly from the records: at most two days of them).
 ``rebuild`` recomputes the table from the records with INSERT ... SELECT (bulk seeding).
 """
 
