@@ -11,9 +11,9 @@ Datetimes are stored in UTC. The public schemas live in ``kensa.contract.schemas
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, Column, Index, PrimaryKeyConstraint
 from sqlmodel import Field, SQLModel
 
 from kensa.contract.schemas import (
@@ -45,6 +45,7 @@ __all__ = [  # the public schemas are re-exported for the service
     "InspectionList",
     "InspectionPublic",
     "InspectionReview",
+    "InspectionRollup",
     "Job",
     "ReviewQueueItem",
     "RunPublic",
@@ -61,6 +62,8 @@ def utcnow() -> datetime:
 
 HISTORY_KEY = ("deleted_at", "created_at", "id", "verdict")
 """Live records (``deleted_at IS NULL`` seeks), in list order, with the verdict for counts."""
+ROLLUP_KEY = ("facet", "value", "day", "station", "verdict", "deleted", "human", "label")
+"""The rollup's primary key: a facet's days are one index range."""
 
 
 # -- tables -------------------------------------------------------------------------------------
@@ -144,6 +147,30 @@ class EvidenceMap(SQLModel, table=True):
     map_key: str = Field(max_length=80)
     low: float = 0.0
     high: float = 1.0
+
+
+class InspectionRollup(SQLModel, table=True):
+    """Inspection counts per UTC day and group, kept in the same transaction as every change
+    that moves an inspection between groups (insert, shadow run, soft delete / restore,
+    review): the stats and the list's ``total`` read these instead of counting records.
+
+    One inspection counts once in each of its rows: ``facet``/``value`` is ``""``/``""``
+    (every inspection) or one thing it has (``label``: a finding label, ``detector``: a run,
+    ``operator``), ``label`` is ``""`` (the whole group) or a finding label it has. ``station``
+    and ``human`` (current review decision) are ``""`` for none. Migration 0008."""
+
+    __tablename__ = "inspection_rollup"
+    __table_args__ = (PrimaryKeyConstraint(*ROLLUP_KEY, name="pk_inspection_rollup"),)
+
+    facet: str = Field(max_length=16)
+    value: str = Field(max_length=100)
+    day: date
+    station: str = Field(max_length=100)
+    verdict: str = Field(max_length=16)
+    deleted: bool
+    human: str = Field(max_length=16)
+    label: str = Field(max_length=100)
+    n: int = 0
 
 
 # -- teach, train, deploy -----------------------------------------------------------------------

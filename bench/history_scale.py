@@ -72,6 +72,12 @@ def queries(total: int) -> dict[str, tuple[str, dict[str, Any]]]:
         "stats_label": ("/api/v1/stats", {"bucket": "week", "label": "scratch"}),
         "stats_station_month": ("/api/v1/stats", {"bucket": "day", "station": "line-4",
                                                   **month}),
+        # since the rollups: a datetime range (partial days at both ends counted from the
+        # records) and two labels (not a rollup facet: counted from the findings)
+        "stats_partial_days": ("/api/v1/stats", {"bucket": "day",
+                                                 "start": "2026-06-01T06:00:00",
+                                                 "end": "2026-06-30T18:00:00"}),
+        "filter_label_any": ("/api/v1/inspections", {"label": ["crazing", "pitted"]}),
     }
 
 
@@ -128,7 +134,7 @@ async def measure(name: str, url: str, work: Path, repeat: int) -> dict[str, Any
     started = time.perf_counter()
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench.test",
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
                                      timeout=600) as client:
             while (await client.get("/readyz")).status_code != 200 or (
                     app.state.sweep_report is None):

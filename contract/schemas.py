@@ -139,7 +139,12 @@ class InspectionPublic(Schema):
 
 class InspectionList(Schema):
     items: list[InspectionPublic]
-    total: int
+    total: int = Field(description=(
+        "inspections in the whole filtered set (not only this page; the same on every cursor "
+        "page), always exact. Served from per-day rollups when the filters are whole or partial "
+        "days, station, verdict/has_defect, include_deleted, the review filters and at most one "
+        "of: a label (or two labels), a detector, an operator; other combinations (three or "
+        "more labels, two of label/detector/operator) count the matching records"))
     defect_ratio: float | None = Field(None, description="defect verdicts / total (filtered)")
     next_cursor: str | None = Field(
         None, description="pass as ?cursor= for the page after this one; null on the last page")

@@ -24,7 +24,7 @@ from kensa.backend.records import (
     InspectionReview,
     ReviewQueueItem,
 )
-from kensa.backend.services import datasets
+from kensa.backend.services import datasets, rollups
 from kensa.backend.services.accounts import audit
 from kensa.backend.services.inspections import (
     MAX_BUCKETS,
@@ -204,18 +204,19 @@ def submit(engine: Engine, store: BlobStore, inspection_id: uuid.UUID, given: Re
             inspection = session.get(Inspection, inspection_id, with_for_update=True)
             if inspection is None:
                 raise ReviewError(404, f"no inspection {inspection_id}")
-            previous = session.execute(select(InspectionReview).where(
-                InspectionReview.inspection_id == inspection_id,
-                InspectionReview.current.is_(True))).scalars().first()
-            if previous is not None:
-                previous.current = False
-                session.add(previous)
-                session.flush()
-            review = InspectionReview(inspection_id=inspection_id, decision=given.decision,
-                                      labels=labels, comment=given.comment or None,
-                                      mask_key=mask_key, reviewer=actor,
-                                      at=datetime.now(UTC))
-            session.add(review)
+            with rollups.track(session, inspection_id):  # the current human decision moves
+                previous = session.execute(select(InspectionReview).where(
+                    InspectionReview.inspection_id == inspection_id,
+                    InspectionReview.current.is_(True))).scalars().first()
+                if previous is not None:
+                    previous.current = False
+                    session.add(previous)
+                    session.flush()
+                review = InspectionReview(inspection_id=inspection_id, decision=given.decision,
+                                          labels=labels, comment=given.comment or None,
+                                          mask_key=mask_key, reviewer=actor,
+                                          at=datetime.now(UTC))
+                session.add(review)
             item = session.execute(select(ReviewQueueItem).where(
                 ReviewQueueItem.inspection_id == inspection_id)).scalars().first()
             if item is None:

@@ -19,7 +19,8 @@ from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
-from kensa.backend.records import DetectorRun, DetectorVersion
+from kensa.backend.records import DetectorRun, DetectorVersion, Inspection
+from kensa.backend.services import rollups
 from kensa.backend.services.storage import BlobStore
 from kensa.contract.schemas import DetectorVersionPublic, ShadowAgreement
 
@@ -182,9 +183,16 @@ def deploy(engine: Engine, store: BlobStore, pool, cache_root: Path, row: Detect
             pool.set_shadow(loaded, row.name)
 
 
+def _locked(session: Session, inspection_id: uuid.UUID) -> uuid.UUID:
+    """Lock the inspection row (rollup changes of one inspection happen one at a time)."""
+    session.get(Inspection, inspection_id, with_for_update=True)
+    return inspection_id
+
+
 def record_shadow_runs(engine: Engine, inspection_id: uuid.UUID, detections) -> None:
     """Store shadow detections as runs flagged ``shadow`` (never in the verdict)."""
-    with Session(engine) as session, session.begin():
+    with Session(engine) as session, session.begin(), \
+            rollups.track(session, _locked(session, inspection_id)):
         for det in detections:
             session.add(DetectorRun(
                 inspection_id=inspection_id, detector=det.detector, version=det.version,

@@ -33,7 +33,7 @@ S3_KEYS = {"s3_access_key_id": "testing", "s3_secret_access_key": "testing",
            "s3_region": "us-east-1"}
 TABLES = ("inspection", "detector_run", "finding", "evidence_map", "dataset", "dataset_image",
           "job", "detector_version", "app_user", "api_token", "station_key", "audit_event",
-          "idempotency_key", "review_item", "inspection_review")
+          "idempotency_key", "review_item", "inspection_review", "inspection_rollup")
 
 
 def encode(image: np.ndarray, fmt: str = "PNG", **options: Any) -> bytes:

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from backend_testing import Service, encode
 from PIL import Image
 
+from kensa.backend.services import rollups
+
 pytestmark = pytest.mark.anyio
 
 
@@ -179,6 +181,7 @@ async def _seed(service: Service, strips) -> dict[str, dict]:
         for key, when in times.items():
             conn.execute(sa.text("UPDATE inspection SET created_at = :t WHERE id = :i"),
                          {"t": when, "i": service.db_id(records[key]["id"])})
+        rollups.rebuild(conn)  # the days moved behind the service's back
     assert records["bad_a"]["verdict"] == records["bad_b"]["verdict"] == "defect"
     return records
 

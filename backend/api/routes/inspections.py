@@ -261,7 +261,9 @@ async def list_inspections(
                                     "offset)")] = None,
 ) -> InspectionList:
     """Inspections newest first; ``total`` and ``defect_ratio`` cover the whole filtered set
-    (exact counts, also on cursor pages). Page with ``offset`` or, deep into the history,
+    (exact counts, also on cursor pages; from per-day rollups for whole days and at most one
+    of label / detector / operator, so they cost the same at 10k and at 1M records; see
+    ``total``). Page with ``offset`` or, deep into the history,
     with ``cursor``: each page's ``next_cursor`` (null on the last page).
     Operators see recent history: no filter but ``station``, pages of at most 50."""
     if not principal.at_least("manager"):

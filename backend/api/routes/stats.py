@@ -23,7 +23,10 @@ async def get_stats(
     bucket: Annotated[Literal["day", "week", "month"], Query()] = "day",
 ) -> StatsPublic:
     """Inspections per UTC bucket (weeks start on Monday) over the filtered set; buckets
-    without inspections between the first and last are included with zero counts."""
+    without inspections between the first and last are included with zero counts. Exact
+    counts, read from per-day rollups (the partial days at the ends of a datetime range and
+    filter combinations the rollups do not hold, as for ``total`` of the list, are counted
+    from the records)."""
     try:
         return await anyio.to_thread.run_sync(service.stats, engine, filters, bucket)
     except service.TooManyBuckets as exc:
