@@ -15,6 +15,7 @@ from typing import Any
 
 import flet as ft
 
+from kensa.client.masking import MaskDraft
 from kensa.client.offline_queue import PhotoQueue, QueuedPhoto
 from kensa.client.photo import Photo
 from kensa.client.reviewing import Reviewing
@@ -179,6 +180,10 @@ class AppState(Teaching, Reviewing):
     review_here: bool = False  # the Review screen shows this station's entries only
     review_skipped: tuple[str, ...] = ()  # inspection ids skipped on this tablet
     review_labels: tuple[str, ...] = ()  # the labels chosen for the entry shown
+    review_mask: MaskDraft | None = None  # the mask painted on the entry shown (None: brush off)
+    mask_tool: str = "brush"  # brush | eraser
+    mask_size: str = "M"  # a key of masking.BRUSH_SIZES
+    mask_version: int = 0  # bumped on every stroke (the mask is changed in place)
     settings_version: int = 0  # bumped after settings change (views re-read inputs)
 
     # signing in --------------------------------------------------------------------------------
@@ -270,7 +275,7 @@ class AppState(Teaching, Reviewing):
         self.teach, self.good_set, self.job, self.teach_versions = TeachForm(), None, None, ()
         self.models = []
         self.reviews, self.review_total, self.review_open = [], 0, 0
-        self.review_skipped, self.review_labels = (), ()
+        self.review_skipped, self.review_labels, self.review_mask = (), (), None
 
     def _failed(self, exc: ApiError, message: str | None = None) -> None:
         """Show a failed call; a 401 ends the session instead."""

@@ -1,10 +1,11 @@
-"""Review: the photo with its evidence, big OK / Defect buttons, label chips, Skip; keys on a
-desktop (O, D, S, 1-9)."""
+"""Review: the photo with its evidence, big OK / Defect buttons, label chips, brush and eraser
+to correct the defect mask on the photo, Skip; keys on a desktop (O, D, S, 1-9, M, B, E)."""
 
 from __future__ import annotations
 
 import flet as ft
 
+from kensa.client.components.mask_editor import MaskEditor, MaskTools
 from kensa.client.components.overlay_viewer import OverlayViewer
 from kensa.client.components.palette import VERDICTS, pretty
 from kensa.client.reviewing import REASONS
@@ -13,7 +14,8 @@ from kensa.client.views.result import when
 from kensa.contract.constants import LABEL_COLORS, label_hex
 
 BIG = 24
-KEYS_HELP = "Keys: O = OK · D = Defect · S = Skip · 1-9 = labels"
+KEYS_HELP = ("Keys: O = OK · D = Defect · S = Skip · 1-9 = labels · M = mask brush on/off · "
+             "B = brush · E = eraser")
 
 
 def review_labels(state: AppState) -> list[str]:
@@ -34,6 +36,14 @@ async def review_key(state: AppState, key: str) -> bool:
         return await state.decide("defect")
     if key in ("S", " "):
         state.skip_review()
+        return True
+    if key == "M":
+        if state.review_mask is None:
+            return await state.start_mask()
+        state.stop_mask()
+        return True
+    if key in ("B", "E") and state.review_mask is not None:
+        state.set_mask_tool("brush" if key == "B" else "eraser")
         return True
     if key.isdigit() and key != "0":
         labels = review_labels(state)
@@ -76,6 +86,9 @@ def ReviewView(state: AppState):
     async def defect():
         await state.decide("defect")
 
+    async def brush():
+        await state.start_mask()
+
     record = item.inspection
     busy = bool(state.busy)
     _, _, machine_words = VERDICTS.get(record.verdict, ("", "", record.verdict))
@@ -91,13 +104,23 @@ def ReviewView(state: AppState):
         for i, label in enumerate(review_labels(state))
     ]
     big = ft.ButtonStyle(text_style=ft.TextStyle(size=BIG, weight=ft.FontWeight.BOLD))
-    return ft.Column(expand=True, spacing=12, scroll=ft.ScrollMode.AUTO, controls=[
+    editing = state.review_mask is not None
+    # no scrolling while painting: a drag on the photo is a stroke, not a scroll
+    return ft.Column(expand=True, spacing=12, scroll=None if editing else ft.ScrollMode.AUTO,
+                     controls=[
         head,
         ft.Text(f"{REASONS.get(item.reason, item.reason)} Machine: {machine_words}{score}.",
                 size=17),
         ft.Text(f"#{short_id(record)} · {record.station or '-'} · {when(record)} UTC",
                 size=15, color=ft.Colors.ON_SURFACE_VARIANT),
-        OverlayViewer(state, height=280),
+        *([MaskEditor(state, height=280), MaskTools(state),
+           ft.Text("Drag on the photo to mark the defect; the mask goes with Defect.",
+                   size=14, color=ft.Colors.ON_SURFACE_VARIANT)]
+          if editing else
+          [OverlayViewer(state, height=280),
+           ft.OutlinedButton("Correct the mask", icon=ft.Icons.BRUSH, height=52,
+                             disabled=busy, on_click=brush,
+                             tooltip="paint or erase the defect on the photo")]),
         ft.Text("Defect labels (for a defect)", size=16, color=ft.Colors.ON_SURFACE_VARIANT),
         ft.Row(wrap=True, spacing=8, run_spacing=8, controls=chips),
         ft.Row(spacing=16, controls=[
