@@ -92,23 +92,26 @@ def MaskEditor(state: AppState, height: float = 280):
                            stroke_cap=ft.StrokeCap.ROUND, stroke_join=ft.StrokeJoin.ROUND,
                            style=ft.PaintingStyle.STROKE)))
     wide = width_px / height_px > 2.5
+    color = BRUSH_COLOR if state.mask_tool == "brush" else ERASER_COLOR
+    # The frame shows the tool; the painting area inside it keeps the photo's shape.
     return ft.Container(
-        aspect_ratio=width_px / height_px if wide else None,
-        height=None if wide else height,
-        border_radius=12,
-        bgcolor=ft.Colors.BLACK,
-        border=ft.Border.all(3, BRUSH_COLOR if state.mask_tool == "brush" else ERASER_COLOR),
-        clip_behavior=ft.ClipBehavior.HARD_EDGE,
-        content=ft.GestureDetector(
-            on_pan_start=start, on_pan_update=move, on_pan_end=end, on_tap=tap,
-            drag_interval=30, mouse_cursor=ft.MouseCursor.PRECISE,
-            content=ft.Stack(fit=ft.StackFit.EXPAND, controls=[
-                ApiImage(state, state.api.image_path(record.id), fit=ft.BoxFit.CONTAIN,
-                         semantics_label=PHOTO_LABEL,
-                         error_content=ft.Text("The picture could not be loaded.",
-                                               color=ft.Colors.WHITE)),
-                ft.Image(src=preview, fit=ft.BoxFit.CONTAIN, gapless_playback=True),
-                cv.Canvas(shapes=live, expand=True, on_resize=resized, resize_interval=50),
-            ]),
+        border=ft.Border.all(3, color), border_radius=14, bgcolor=ft.Colors.BLACK,
+        content=ft.Container(
+            aspect_ratio=width_px / height_px if wide else None,
+            height=None if wide else height,
+            border_radius=11,
+            clip_behavior=ft.ClipBehavior.HARD_EDGE,
+            content=ft.GestureDetector(
+                on_pan_start=start, on_pan_update=move, on_pan_end=end, on_tap=tap,
+                drag_interval=30, mouse_cursor=ft.MouseCursor.PRECISE,
+                content=ft.Stack(fit=ft.StackFit.EXPAND, controls=[
+                    ApiImage(state, state.api.image_path(record.id), fit=ft.BoxFit.CONTAIN,
+                             semantics_label=PHOTO_LABEL,
+                             error_content=ft.Text("The picture could not be loaded.",
+                                                   color=ft.Colors.WHITE)),
+                    ft.Image(src=preview, fit=ft.BoxFit.CONTAIN, gapless_playback=True),
+                    cv.Canvas(shapes=live, expand=True, on_resize=resized, resize_interval=50),
+                ]),
+            ),
         ),
     )
