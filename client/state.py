@@ -23,6 +23,7 @@ from kensa.client.teaching import DetectorVersions, TeachForm, Teaching
 from kensa.contract.client import ApiClient, ApiError, InspectionId, Query
 from kensa.contract.constants import ANOMALY_LABEL, DEFAULT_SERVER_URL, USER_ROLES
 from kensa.contract.schemas import (
+    AgreementPublic,
     DatasetPublic,
     DetectorVersionPublic,
     FindingPublic,
@@ -165,6 +166,7 @@ class AppState(Teaching, Reviewing):
     last_deleted: uuid.UUID | None = None  # the inspection an undo would restore
     bucket: str = "day"
     stats: StatsPublic | None = None
+    agreement: AgreementPublic | None = None  # machine vs person on the charts
     highlight: str | None = None  # label highlighted in the charts
     demo_step: int = 1
     samples: list[SamplePublic] = field(default_factory=list)  # the demo booth's strips
@@ -268,7 +270,7 @@ class AppState(Teaching, Reviewing):
     def _forget(self) -> None:
         """What the last user saw is not the next one's business."""
         self.history, self.history_total, self.defect_ratio = [], 0, 0.0
-        self.stats = None
+        self.stats, self.agreement = None, None
         self.current = None
         self.last_deleted = None
         self.filters = HistoryFilter()
@@ -484,8 +486,11 @@ class AppState(Teaching, Reviewing):
         if bucket:
             self.bucket = bucket
         self.busy = "Loading charts…"
+        query = self.filters.query()
         try:
-            self.stats = await self.api.stats(self.filters.query(), bucket=self.bucket)
+            self.stats = await self.api.stats(query, bucket=self.bucket)
+            # machine vs person over the same period and station (labels/verdict not applied)
+            self.agreement = await self.api.agreement(query, bucket=self.bucket)
         except ApiError as exc:
             self._failed(exc)
         finally:

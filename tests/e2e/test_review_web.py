@@ -2,7 +2,7 @@
 inspections answered (a key, the OK button, the Defect button with a label chip and a defect
 mask painted with the mouse on the photo), then what the backend recorded: the human verdicts
 beside the unchanged machine verdicts, and the painted mask's pixels.
-Screenshots: docs/screenshots/27-30.
+Screenshots: docs/screenshots/27-31 (31: the agreement figures on Charts).
 """
 
 from __future__ import annotations
@@ -134,4 +134,12 @@ def test_review_three_inspections(server_url, browser, strip_files, admin_token)
         left = client.get("/reviews", params={"status": "open", "limit": 1}).json()["open"]
     assert left == opened - 3
     text(page, f"{left} open")
+
+    # The Charts screen shows how often the machine and the reviewers agreed.
+    nav(page, "Charts")
+    text(page, "Machine vs person (reviewed inspections)")
+    text(page, re.compile(r"^\d+ reviewed · agreed \d+%"))
+    page.mouse.move(700, 500)
+    page.mouse.wheel(0, 2000)
+    shot(page, "31-charts-agreement")
     page.close()
