@@ -16,6 +16,7 @@ from kensa.contract.client import ApiError
 from kensa.contract.schemas import ReviewItem
 
 REVIEW_PAGE = 50
+PSEUDO_PAGE = 200  # proposals confirmed at once
 REASONS = {
     "review": "The machine was not sure (verdict: needs review).",
     "uncertain": "The score was close to the threshold.",
@@ -58,6 +59,7 @@ class Reviewing:
         if not station:
             self.review_open = page.open
         self._show_review()
+        await self.load_pseudo_labels()
 
     async def refresh_review_count(self) -> None:
         """The number of open reviews for the navigation badge (managers only; quiet)."""
@@ -179,3 +181,35 @@ class Reviewing:
         if self.review_mask is not None:
             self.review_mask.clear()
             self.mask_version += 1
+
+    # pseudo-labels: where classifier and segmenter agree -----------------------------------------
+    async def load_pseudo_labels(self) -> None:
+        """The proposals (at this station if ``review_here``); quiet when they cannot be had."""
+        station = self.settings.station if self.review_here else None
+        try:
+            self.pseudo = await self.api.pseudo_labels(
+                station=station, min_confidence=self.pseudo_confidence, limit=PSEUDO_PAGE)
+        except ApiError as exc:
+            self.pseudo = None
+            if exc.status == 401:
+                self.session_ended()
+
+    async def confirm_pseudo_labels(self) -> bool:
+        """Confirm every proposal shown as a review by the signed-in manager."""
+        shown = self.pseudo.items if self.pseudo else []
+        if not shown:
+            return False
+        self.clear_messages()
+        self.busy = "Confirming the proposed labels…"
+        try:
+            done = await self.api.confirm_pseudo_labels(
+                [p.inspection.id for p in shown], min_confidence=self.pseudo.min_confidence)
+        except ApiError as exc:
+            self._failed(exc, f"The proposed labels were not confirmed: {exc.message}")
+            await self.load_pseudo_labels()
+            return False
+        finally:
+            self.busy = ""
+        self.notice = f"{done.confirmed} proposed labels confirmed."
+        await self.load_reviews()
+        return True

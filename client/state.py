@@ -29,6 +29,7 @@ from kensa.contract.schemas import (
     FindingPublic,
     InspectionPublic,
     JobPublic,
+    PseudoLabelList,
     ReviewItem,
     SamplePublic,
     StatsPublic,
@@ -186,6 +187,8 @@ class AppState(Teaching, Reviewing):
     mask_tool: str = "brush"  # brush | eraser
     mask_size: str = "M"  # a key of masking.BRUSH_SIZES
     mask_version: int = 0  # bumped on every stroke (the mask is changed in place)
+    pseudo: PseudoLabelList | None = None  # proposed labels for a bulk confirm
+    pseudo_confidence: float = 0.9  # the lowest finding score a proposal may have
     settings_version: int = 0  # bumped after settings change (views re-read inputs)
 
     # signing in --------------------------------------------------------------------------------
@@ -278,6 +281,7 @@ class AppState(Teaching, Reviewing):
         self.models = []
         self.reviews, self.review_total, self.review_open = [], 0, 0
         self.review_skipped, self.review_labels, self.review_mask = (), (), None
+        self.pseudo = None
 
     def _failed(self, exc: ApiError, message: str | None = None) -> None:
         """Show a failed call; a 401 ends the session instead."""

@@ -54,6 +54,44 @@ async def review_key(state: AppState, key: str) -> bool:
     return False
 
 
+def pseudo_summary(state: AppState) -> str:
+    """The proposals in words: how many, and what they would record."""
+    pseudo = state.pseudo
+    if pseudo is None or not pseudo.items:
+        return ""
+    kinds: dict[str, int] = {}
+    for p in pseudo.items:
+        words = ("OK" if p.decision == "ok"
+                 else "defect: " + ", ".join(pretty(label) for label in p.labels))
+        kinds[words] = kinds.get(words, 0) + 1
+    parts = " · ".join(f"{n} × {words}" for words, n in sorted(kinds.items()))
+    more = f" (of {pseudo.total})" if pseudo.total > len(pseudo.items) else ""
+    return (f"{len(pseudo.items)}{more} proposed labels where the classifier and the segmenter "
+            f"agree (confidence ≥ {pseudo.min_confidence:.0%}): {parts}")
+
+
+@ft.component
+def PseudoLabels(state: AppState):
+    """The bulk confirm of proposed labels (shown only when there are proposals)."""
+    words = pseudo_summary(state)
+    if not words:
+        return ft.Container()
+
+    async def confirm():
+        await state.confirm_pseudo_labels()
+
+    count = len(state.pseudo.items)
+    return ft.Container(
+        padding=12, border_radius=12, bgcolor=ft.Colors.SECONDARY_CONTAINER,
+        content=ft.Row(vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
+            ft.Icon(ft.Icons.AUTO_AWESOME, size=28),
+            ft.Text(words, size=16, expand=True),
+            ft.FilledButton(f"Confirm all {count}", icon=ft.Icons.DONE_ALL, height=56,
+                            disabled=bool(state.busy), on_click=confirm,
+                            tooltip="record them as your reviews"),
+        ]))
+
+
 @ft.component
 def ReviewView(state: AppState):
     item = state.review_item
@@ -75,6 +113,7 @@ def ReviewView(state: AppState):
     if item is None:
         return ft.Column(expand=True, spacing=16, controls=[
             head,
+            PseudoLabels(state),
             ft.Icon(ft.Icons.TASK_ALT, size=72, color=ft.Colors.ON_SURFACE_VARIANT),
             ft.Text(state.busy or "Nothing to review. Uncertain inspections appear here.",
                     size=BIG),
@@ -109,6 +148,7 @@ def ReviewView(state: AppState):
     return ft.Column(expand=True, spacing=12, scroll=None if editing else ft.ScrollMode.AUTO,
                      controls=[
         head,
+        PseudoLabels(state),
         ft.Text(f"{REASONS.get(item.reason, item.reason)} Machine: {machine_words}{score}.",
                 size=17),
         ft.Text(f"#{short_id(record)} · {record.station or '-'} · {when(record)} UTC",
