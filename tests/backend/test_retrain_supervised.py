@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from backend_testing import STRIP_SIZE, Service, encode, make_settings, running_service
 from test_reviews import wait_job
@@ -18,6 +19,9 @@ from kensa.models import artifacts
 from kensa.models.data.samples import Sample
 from kensa.models.data.synthetic import SteelStripGenerator
 from kensa.models.registry import create_detector, get_spec
+from tests.shapes import INPUT as SHAPE_INPUT
+from tests.shapes import LABELS as SHAPE_LABELS
+from tests.shapes import make_samples
 
 pytestmark = pytest.mark.anyio
 NAME = "strip-classifier"
@@ -99,3 +103,52 @@ async def test_classifier_fine_tunes_on_reviews(svc: Service) -> None:
     assert candidate["state"] == "candidate" and candidate["parent"]  # not active yet
     served = (await svc.client.get("/api/v1/detectors")).json()
     assert {d["name"]: d["version"] for d in served}[NAME] == candidate["parent"]
+
+
+@pytest.fixture(scope="module")
+def segmenter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small segmenter of the test shapes, taught for two epochs on 8 of them."""
+    detector = create_detector("segmenter_lite0", weights="none", name="shapes-seg",
+                               labels=SHAPE_LABELS, input_size=SHAPE_INPUT,
+                               decoder_channels=(32, 16, 16, 8, 8), epochs=2, batch_size=4,
+                               patience=2, photometric=False, seed=0)
+    detector.fit(make_samples(8, seed=1), make_samples(4, seed=2), progress=False)
+    return artifacts.save(detector, tmp_path_factory.mktemp("seg") / "shapes-seg").parent
+
+
+async def test_segmenter_fine_tunes_on_reviewed_masks(tmp_path: Path,
+                                                      segmenter_dir: Path) -> None:
+    async with running_service(make_settings(tmp_path, segmenter_dir)) as svc:
+        samples = make_samples(16, seed=5)
+        usable = kept_out = 0
+        for k, sample in enumerate(samples):
+            created = await svc.upload(encode(sample.image.astype("uint8")), station="shapes")
+            record = created.json()
+            url = f"/api/v1/inspections/{record['id']}/review"
+            out = held_out(uuid.UUID(record["id"]), SHARE)
+            if not sample.labels:
+                answered = await svc.client.post(url, json={"decision": "ok"})
+                usable += not out
+            elif k % 5 == 0:  # a defect answered without a mask: the segmenter cannot use it
+                answered = await svc.client.post(url, json={"decision": "defect",
+                                                            "labels": list(sample.labels)})
+            else:
+                union = np.zeros(sample.image.shape[:2], bool)
+                for mask in sample.masks_inline.values():
+                    union |= mask
+                answered = await svc.client.post(url, data={
+                    "decision": "defect", "labels": ",".join(sample.labels)},
+                    files={"mask": ("m.png", encode(union.astype("uint8") * 255), "image/png")})
+                usable += not out
+            kept_out += out
+            assert answered.status_code == 200, answered.text
+        response = await svc.client.post("/api/v1/jobs", json={
+            "kind": "retrain_from_reviews", "name": "shapes-seg",
+            "config": {"holdout_share": SHARE, "epochs": 1}})
+        assert response.status_code == 202, response.text
+        job = await wait_job(svc, response.json()["id"])
+        assert job["status"] == "succeeded", job
+        metrics = job["metrics"]
+        assert metrics["method"] == "fine-tune" and metrics["n_train"] == usable
+        assert metrics["held_out_reviews"]["n"] == kept_out
+        assert metrics["fine_tune"]["epochs_run"] == 1
