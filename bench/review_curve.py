@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import tempfile
 import time
@@ -101,7 +102,8 @@ async def run(args: argparse.Namespace) -> dict:
         await http.post(f"{API}/detectors/kolektor/versions/{job['version']}/activate")
         figures = held_out_figures(app.state.pool.get("kolektor").detector, test)
         rounds.append({"round": 0, "reviewed_total": 0, "good_learnt": 0,
-                       "seconds": round(time.perf_counter() - started, 1), **figures})
+                       "seconds": round(time.perf_counter() - started, 1),
+                       "load_average": [round(x, 2) for x in os.getloadavg()], **figures})
         print(rounds[-1], flush=True)
         truth = {}
         reviewed = good_learnt = 0
@@ -142,7 +144,8 @@ async def run(args: argparse.Namespace) -> dict:
                 "machine_vs_reviewer_so_far": {
                     k: agreement[k] for k in ("reviewed", "agreement_rate",
                                               "false_alarm_rate", "miss_rate")},
-                "seconds": round(time.perf_counter() - started, 1), **figures})
+                "seconds": round(time.perf_counter() - started, 1),
+                "load_average": [round(x, 2) for x in os.getloadavg()], **figures})
             print(rounds[-1], flush=True)
     return {
         "benchmark": "review_curve", "date": datetime.now(UTC).isoformat(timespec="seconds"),
