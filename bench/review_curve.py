@@ -78,15 +78,19 @@ async def run(args: argparse.Namespace) -> dict:
     teach = [item for item in order if not item[1]][:args.teach]
     stream = [item for item in order if item not in teach]
     tmp = Path(tempfile.mkdtemp(prefix="kensa-review-curve-"))
+    # the demo PatchCore only: the demo classifier and U-Net would be fitted meanwhile
     settings = Settings(data_dir=tmp, serve_client=False, admin_password=PASSWORD,
+                        demo_tasks=["anomaly"],
                         review_uncertain_share=args.uncertain_share,
                         review_random_share=args.random_share)
     app = create_app(settings)
     rounds = []
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://bench",
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost",
             timeout=600) as http:
-        while (await http.get("/readyz")).status_code != 200:
+        while (ready := await http.get("/readyz")).status_code != 200:
+            if ready.status_code != 503:  # e.g. a Host the service does not serve
+                raise RuntimeError(f"/readyz answered {ready.status_code}: {ready.text}")
             await asyncio.sleep(0.2)
         token = (await http.post(f"{API}/auth/token", data={
             "username": "admin", "password": PASSWORD})).json()["access_token"]
