@@ -164,7 +164,7 @@ async def run(args: argparse.Namespace) -> dict:
     }
 
 
-def plot(result: dict) -> None:
+def plot(result: dict, path: Path = PLOT) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,14 +179,16 @@ def plot(result: dict) -> None:
     for r in rows:
         ax.annotate(f"r{r['round']}", (r["reviewed_total"], r["image_auroc"]),
                     textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
-    ax.set_xlabel("inspections reviewed (scripted reviewer, from the ground truth)")
+    ax.set_xlabel("inspections reviewed (scripted reviewer, from the ground truth)\n"
+                  f"held out: {result['data'].split('held-out ')[-1]}; seed {result['seed']}",
+                  fontsize=8)
     ax.set_ylim(0, 1.02)
     ax.set_title(f"Review loop on KolektorSDD: PatchCore taught on {result['teach_good']} good")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center right")
     fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
 
 
 def main() -> int:
@@ -198,12 +200,16 @@ def main() -> int:
     parser.add_argument("--uncertain-share", type=float, default=0.3)
     parser.add_argument("--random-share", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="write review_curve-TAG.json/.png instead")
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result)
-    print(f"wrote {RESULTS} and {PLOT}")
+    suffix = f"-{args.tag}" if args.tag else ""
+    results = RESULTS.with_name(f"review_curve{suffix}.json")
+    plot_path = PLOT.with_name(f"review_curve{suffix}.png")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, plot_path)
+    print(f"wrote {results} and {plot_path}")
     return 0
 
 
