@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import flet as ft
 
+from kensa.client.components.api_image import ApiImage
 from kensa.client.components.mask_editor import MaskEditor, MaskTools
 from kensa.client.components.overlay_viewer import OverlayViewer
 from kensa.client.components.palette import VERDICTS, pretty
@@ -14,6 +15,8 @@ from kensa.client.views.result import when
 from kensa.contract.constants import LABEL_COLORS, label_hex
 
 BIG = 24
+THUMB = 56  # height of a proposal's thumbnail
+THUMBS = 8  # thumbnails shown on the pseudo-label card
 KEYS_HELP = ("Keys: O = OK · D = Defect · S = Skip · 1-9 = labels · M = mask brush on/off · "
              "B = brush · E = eraser")
 
@@ -80,15 +83,28 @@ def PseudoLabels(state: AppState):
     async def confirm():
         await state.confirm_pseudo_labels()
 
-    count = len(state.pseudo.items)
+    items = state.pseudo.items
+    thumbs = [ft.Container(
+        height=THUMB,
+        width=THUMB * min(8.0, (p.inspection.width or 4) / (p.inspection.height or 3)),
+        border_radius=6, bgcolor=ft.Colors.BLACK, clip_behavior=ft.ClipBehavior.HARD_EDGE,
+        tooltip=", ".join(pretty(label) for label in p.labels) if p.labels else "OK",
+        content=ApiImage(state, state.api.image_path(p.inspection.id, ("masks",)),
+                         fit=ft.BoxFit.CONTAIN))
+        for p in items[:THUMBS]]
+    if len(items) > THUMBS:
+        thumbs.append(ft.Text(f"+{len(items) - THUMBS} more", size=15))
     return ft.Container(
         padding=12, border_radius=12, bgcolor=ft.Colors.SECONDARY_CONTAINER,
-        content=ft.Row(vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
-            ft.Icon(ft.Icons.AUTO_AWESOME, size=28),
-            ft.Text(words, size=16, expand=True),
-            ft.FilledButton(f"Confirm all {count}", icon=ft.Icons.DONE_ALL, height=56,
-                            disabled=bool(state.busy), on_click=confirm,
-                            tooltip="record them as your reviews"),
+        content=ft.Column(spacing=8, controls=[
+            ft.Row(vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
+                ft.Icon(ft.Icons.AUTO_AWESOME, size=28),
+                ft.Text(words, size=16, expand=True),
+                ft.FilledButton(f"Confirm all {len(items)}", icon=ft.Icons.DONE_ALL,
+                                height=56, disabled=bool(state.busy), on_click=confirm,
+                                tooltip="record them as your reviews"),
+            ]),
+            ft.Row(wrap=True, spacing=8, run_spacing=8, controls=thumbs),
         ]))
 
 
