@@ -185,7 +185,7 @@ def plot(result: dict, path: Path = PLOT) -> None:
     ax.set_ylim(0, 1.02)
     ax.set_title(f"Review loop on KolektorSDD: PatchCore taught on {result['teach_good']} good")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center right")
+    ax.legend(fontsize=8, loc="best", framealpha=0.9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
