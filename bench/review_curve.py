@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import tempfile
 import time
@@ -77,15 +78,19 @@ async def run(args: argparse.Namespace) -> dict:
     teach = [item for item in order if not item[1]][:args.teach]
     stream = [item for item in order if item not in teach]
     tmp = Path(tempfile.mkdtemp(prefix="kensa-review-curve-"))
+    # the demo PatchCore only: the demo classifier and U-Net would be fitted meanwhile
     settings = Settings(data_dir=tmp, serve_client=False, admin_password=PASSWORD,
+                        demo_tasks=["anomaly"],
                         review_uncertain_share=args.uncertain_share,
                         review_random_share=args.random_share)
     app = create_app(settings)
     rounds = []
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://bench",
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost",
             timeout=600) as http:
-        while (await http.get("/readyz")).status_code != 200:
+        while (ready := await http.get("/readyz")).status_code != 200:
+            if ready.status_code != 503:  # e.g. a Host the service does not serve
+                raise RuntimeError(f"/readyz answered {ready.status_code}: {ready.text}")
             await asyncio.sleep(0.2)
         token = (await http.post(f"{API}/auth/token", data={
             "username": "admin", "password": PASSWORD})).json()["access_token"]
@@ -101,7 +106,8 @@ async def run(args: argparse.Namespace) -> dict:
         await http.post(f"{API}/detectors/kolektor/versions/{job['version']}/activate")
         figures = held_out_figures(app.state.pool.get("kolektor").detector, test)
         rounds.append({"round": 0, "reviewed_total": 0, "good_learnt": 0,
-                       "seconds": round(time.perf_counter() - started, 1), **figures})
+                       "seconds": round(time.perf_counter() - started, 1),
+                       "load_average": [round(x, 2) for x in os.getloadavg()], **figures})
         print(rounds[-1], flush=True)
         truth = {}
         reviewed = good_learnt = 0
@@ -142,7 +148,8 @@ async def run(args: argparse.Namespace) -> dict:
                 "machine_vs_reviewer_so_far": {
                     k: agreement[k] for k in ("reviewed", "agreement_rate",
                                               "false_alarm_rate", "miss_rate")},
-                "seconds": round(time.perf_counter() - started, 1), **figures})
+                "seconds": round(time.perf_counter() - started, 1),
+                "load_average": [round(x, 2) for x in os.getloadavg()], **figures})
             print(rounds[-1], flush=True)
     return {
         "benchmark": "review_curve", "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -157,7 +164,7 @@ async def run(args: argparse.Namespace) -> dict:
     }
 
 
-def plot(result: dict) -> None:
+def plot(result: dict, path: Path = PLOT) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,14 +179,16 @@ def plot(result: dict) -> None:
     for r in rows:
         ax.annotate(f"r{r['round']}", (r["reviewed_total"], r["image_auroc"]),
                     textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
-    ax.set_xlabel("inspections reviewed (scripted reviewer, from the ground truth)")
+    ax.set_xlabel("inspections reviewed (scripted reviewer, from the ground truth)\n"
+                  f"held out: {result['data'].split('held-out ')[-1]}; seed {result['seed']}",
+                  fontsize=8)
     ax.set_ylim(0, 1.02)
     ax.set_title(f"Review loop on KolektorSDD: PatchCore taught on {result['teach_good']} good")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center right")
+    ax.legend(fontsize=8, loc="best", framealpha=0.9)
     fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
 
 
 def main() -> int:
@@ -191,12 +200,16 @@ def main() -> int:
     parser.add_argument("--uncertain-share", type=float, default=0.3)
     parser.add_argument("--random-share", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="write review_curve-TAG.json/.png instead")
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result)
-    print(f"wrote {RESULTS} and {PLOT}")
+    suffix = f"-{args.tag}" if args.tag else ""
+    results = RESULTS.with_name(f"review_curve{suffix}.json")
+    plot_path = PLOT.with_name(f"review_curve{suffix}.png")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, plot_path)
+    print(f"wrote {results} and {plot_path}")
     return 0
 
 

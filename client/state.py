@@ -15,6 +15,7 @@ from typing import Any
 
 import flet as ft
 
+from kensa.client.masking import MaskDraft
 from kensa.client.offline_queue import PhotoQueue, QueuedPhoto
 from kensa.client.photo import Photo
 from kensa.client.reviewing import Reviewing
@@ -22,11 +23,13 @@ from kensa.client.teaching import DetectorVersions, TeachForm, Teaching
 from kensa.contract.client import ApiClient, ApiError, InspectionId, Query
 from kensa.contract.constants import ANOMALY_LABEL, DEFAULT_SERVER_URL, USER_ROLES
 from kensa.contract.schemas import (
+    AgreementPublic,
     DatasetPublic,
     DetectorVersionPublic,
     FindingPublic,
     InspectionPublic,
     JobPublic,
+    PseudoLabelList,
     ReviewItem,
     SamplePublic,
     StatsPublic,
@@ -164,6 +167,7 @@ class AppState(Teaching, Reviewing):
     last_deleted: uuid.UUID | None = None  # the inspection an undo would restore
     bucket: str = "day"
     stats: StatsPublic | None = None
+    agreement: AgreementPublic | None = None  # machine vs person on the charts
     highlight: str | None = None  # label highlighted in the charts
     demo_step: int = 1
     samples: list[SamplePublic] = field(default_factory=list)  # the demo booth's strips
@@ -179,6 +183,12 @@ class AppState(Teaching, Reviewing):
     review_here: bool = False  # the Review screen shows this station's entries only
     review_skipped: tuple[str, ...] = ()  # inspection ids skipped on this tablet
     review_labels: tuple[str, ...] = ()  # the labels chosen for the entry shown
+    review_mask: MaskDraft | None = None  # the mask painted on the entry shown (None: brush off)
+    mask_tool: str = "brush"  # brush | eraser
+    mask_size: str = "M"  # a key of masking.BRUSH_SIZES
+    mask_version: int = 0  # bumped on every stroke (the mask is changed in place)
+    pseudo: PseudoLabelList | None = None  # proposed labels for a bulk confirm
+    pseudo_confidence: float = 0.9  # the lowest finding score a proposal may have
     settings_version: int = 0  # bumped after settings change (views re-read inputs)
 
     # signing in --------------------------------------------------------------------------------
@@ -263,14 +273,15 @@ class AppState(Teaching, Reviewing):
     def _forget(self) -> None:
         """What the last user saw is not the next one's business."""
         self.history, self.history_total, self.defect_ratio = [], 0, 0.0
-        self.stats = None
+        self.stats, self.agreement = None, None
         self.current = None
         self.last_deleted = None
         self.filters = HistoryFilter()
         self.teach, self.good_set, self.job, self.teach_versions = TeachForm(), None, None, ()
         self.models = []
         self.reviews, self.review_total, self.review_open = [], 0, 0
-        self.review_skipped, self.review_labels = (), ()
+        self.review_skipped, self.review_labels, self.review_mask = (), (), None
+        self.pseudo = None
 
     def _failed(self, exc: ApiError, message: str | None = None) -> None:
         """Show a failed call; a 401 ends the session instead."""
@@ -479,8 +490,11 @@ class AppState(Teaching, Reviewing):
         if bucket:
             self.bucket = bucket
         self.busy = "Loading charts…"
+        query = self.filters.query()
         try:
-            self.stats = await self.api.stats(self.filters.query(), bucket=self.bucket)
+            self.stats = await self.api.stats(query, bucket=self.bucket)
+            # machine vs person over the same period and station (labels/verdict not applied)
+            self.agreement = await self.api.agreement(query, bucket=self.bucket)
         except ApiError as exc:
             self._failed(exc)
         finally:

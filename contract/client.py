@@ -29,6 +29,8 @@ from kensa.contract.schemas import (
     InspectionList,
     InspectionPublic,
     JobPublic,
+    PseudoLabelConfirmed,
+    PseudoLabelList,
     ReviewList,
     ReviewPublic,
     SamplePublic,
@@ -314,6 +316,27 @@ class ApiClient:
             response = await self._inspection(
                 "POST", path, data=data, files={"mask": ("mask.png", mask, "image/png")})
         return InspectionPublic.model_validate_json(response.content)
+
+    async def pseudo_labels(self, *, station: str | None = None, min_confidence: float = 0.9,
+                            limit: int = 50, offset: int = 0) -> PseudoLabelList:
+        """Unreviewed inspections whose classifier and segmenter agree with high confidence:
+        proposed labels, newest first."""
+        params = [("min_confidence", str(min_confidence)), ("limit", str(limit)),
+                  ("offset", str(offset))]
+        if station:
+            params.append(("station", station))
+        response = await self._request("GET", f"{API_PREFIX}/reviews/pseudo-labels",
+                                       params=params)
+        return PseudoLabelList.model_validate_json(response.content)
+
+    async def confirm_pseudo_labels(self, inspection_ids: Iterable[InspectionId], *,
+                                    min_confidence: float = 0.9) -> PseudoLabelConfirmed:
+        """Record the proposals as reviews by the signed-in manager (all or nothing)."""
+        body = {"inspection_ids": [str(i) for i in inspection_ids],
+                "min_confidence": min_confidence}
+        response = await self._request("POST", f"{API_PREFIX}/reviews/pseudo-labels/confirm",
+                                       json=body)
+        return PseudoLabelConfirmed.model_validate_json(response.content)
 
     def review_mask_path(self, inspection_id: InspectionId) -> str:
         """The API path of the current review's mask (``ReviewPublic.mask_url``)."""

@@ -172,6 +172,42 @@ class ReviewList(Schema):
     open: int = Field(0, description="open entries (at the station, if given): the badge count")
 
 
+class PseudoLabel(Schema):
+    """A label proposed for an unreviewed inspection because its classifier and segmenter
+    agree with high confidence (the Severstal recipe): the same set of defect labels, every
+    finding of both scoring at least ``min_confidence``; or both say OK."""
+
+    inspection: InspectionPublic
+    decision: str = Field(description="ok|defect: what a confirm records")
+    labels: list[str] = Field(default_factory=list, description="the agreed defect labels")
+    confidence: float | None = Field(
+        None, description="the lowest score of the findings both models agree on (null: both "
+                          "said OK)")
+    classifier: DetectorRef
+    segmenter: DetectorRef
+
+
+class PseudoLabelList(Schema):
+    items: list[PseudoLabel]
+    total: int = Field(description="proposals among the scanned unreviewed inspections")
+    scanned: int = Field(description="unreviewed inspections with both a classifier and a "
+                                     "segmenter run looked at (newest first, bounded)")
+    min_confidence: float
+
+
+class PseudoLabelConfirm(BaseModel):
+    """``POST /reviews/pseudo-labels/confirm``: the proposals to record as human reviews."""
+
+    inspection_ids: list[uuid.UUID] = Field(min_length=1, max_length=500)
+    min_confidence: float = Field(0.9, ge=0.0, le=1.0,
+                                  description="as listed: each must still be a proposal")
+
+
+class PseudoLabelConfirmed(Schema):
+    confirmed: int
+    inspection_ids: list[uuid.UUID]
+
+
 class AgreementCounts(Schema):
     """Machine verdict against the human decision over reviewed inspections.
 

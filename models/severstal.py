@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +107,14 @@ def tune_gate(classifier: DefectClassifier, segmenter: DefectSegmenter,
     return gate
 
 
+def agreed_labels(said: Iterable[str], drawn: Iterable[str]) -> tuple[str, ...] | None:
+    """The pseudo-label of a photo: the labels when the classifier's labels (``said``) equal
+    the labels the segmenter draws masks for (``drawn``), ``()`` for an agreed good photo,
+    None where they disagree (the photo is dropped)."""
+    said, drawn = set(said), set(drawn)
+    return tuple(sorted(drawn)) if said == drawn else None
+
+
 def agreement_pseudo_labels(classifier: DefectClassifier, segmenter: DefectSegmenter,
                             images: Sequence[np.ndarray], names: Sequence[str] | None = None
                             ) -> tuple[list[Sample], int]:
@@ -123,12 +131,12 @@ def agreement_pseudo_labels(classifier: DefectClassifier, segmenter: DefectSegme
         masks = {lab: segmenter.masks_from_probs(np.clip(resize_map(prob[c], size), 0, 1), lab)
                  for c, lab in enumerate(segmenter.labels)}
         masks = {lab: m for lab, m in masks.items() if m.any()}
-        drawn = set(masks)
-        if said != drawn:
+        labels = agreed_labels(said, masks)
+        if labels is None:
             dropped += 1
             continue
         name = names[k] if names else f"pseudo_{k:05d}"
-        kept.append(Sample(labels=tuple(sorted(drawn)), image=image, masks_inline=masks,
+        kept.append(Sample(labels=labels, image=image, masks_inline=masks,
                            split="train", group=f"pseudo:{name}",
                            meta={"name": name, "pseudo_label": True}))
     return kept, dropped

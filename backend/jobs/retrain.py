@@ -1,6 +1,7 @@
 """The ``retrain_from_reviews`` job: the active version of a good-only detector learns the
-photos people confirmed good, incrementally (``AnomalyDetector.update``: no full refit), and
-the candidate is compared with the active version on a held-out share of the reviewed
+photos people confirmed good, incrementally (``AnomalyDetector.update``: no full refit); a
+classifier or segmenter fine-tunes on the reviewed labels (``fine_tune``). Either way the
+candidate is compared with the active version on a held-out share of the reviewed
 inspections before anyone activates it (figures in the version's metrics).
 
 Held out: an inspection whose id hashes below ``holdout_share`` (stable across retrains, so
@@ -59,7 +60,9 @@ def compare(detectors: dict[str, Any], images: list[np.ndarray], human: list[str
     for role, detector in detectors.items():
         detections = detector.predict_batch(images) if images else []
         verdicts = [d.verdict.value for d in detections]
-        scores = [float(d.anomaly_score) for d in detections]
+        # anomaly detectors: their score; supervised ones: their strongest finding
+        scores = [float(d.anomaly_score) if d.anomaly_score is not None
+                  else max((f.score for f in d.findings), default=0.0) for d in detections]
         ok = [v for v, h in zip(verdicts, human, strict=True) if h == "ok"]
         bad = [v for v, h in zip(verdicts, human, strict=True) if h == "defect"]
         figures = {
@@ -74,7 +77,7 @@ def compare(detectors: dict[str, Any], images: list[np.ndarray], human: list[str
 
 
 def run(settings: Settings, engine, job_id: uuid.UUID, progress) -> tuple[dict, str]:
-    from kensa.models.artifacts import load_detector, save
+    from kensa.models.artifacts import load_detector
 
     store = make_store(settings)
     with Session(engine) as session:
@@ -83,6 +86,9 @@ def run(settings: Settings, engine, job_id: uuid.UUID, progress) -> tuple[dict, 
     share = float(params.get("holdout_share", settings.review_holdout_share))
     directory = base_directory(settings, engine, store, name)
     candidate, active = load_detector(directory), load_detector(directory)
+    if candidate.spec.learns_from.value == "labelled":
+        return _supervised(settings, engine, store, job_id, params, share, candidate, active,
+                           progress)
     learnt = set(candidate.metadata.training_data.get(LEARNT, []))
     with Session(engine) as session:
         reviewed = [(i.id, i.image_key, r.decision)
@@ -117,9 +123,40 @@ def run(settings: Settings, engine, job_id: uuid.UUID, progress) -> tuple[dict, 
     }
     candidate.metadata.metrics = {**candidate.metadata.metrics, "reviews": metrics}
     progress(0.9, "saving the version")
+    return _publish(engine, store, job_id, params, candidate, active, metrics)
+
+
+def _supervised(settings: Settings, engine, store, job_id: uuid.UUID, params: dict,
+                share: float, candidate, active, progress) -> tuple[dict, str]:
+    """Fine-tune a classifier or segmenter on the reviewed labels; compare; publish."""
+    from kensa.backend.jobs.fine_tune import fine_tune, reviewed_samples
+
+    name = params["name"]
+    train, holdout = reviewed_samples(
+        engine, store, name, list(candidate.labels), candidate.spec.task.value == "segment",
+        lambda i: held_out(i, share))
+    report = fine_tune(candidate, train, params, progress)
+    progress(0.75, f"comparing with the active version on {len(holdout)} held-out reviews")
+    comparison = compare({"candidate": candidate, "active": active},
+                         [image for image, _ in holdout], [d for _, d in holdout])
+    candidate.metadata.training_data.update(job=str(job_id), parent=active.version,
+                                            reviewed_samples=len(train))
+    metrics = {"kind": KIND, "method": "fine-tune", "parent": active.version,
+               "n_train": len(train), "holdout_share": share, "fine_tune": report,
+               "held_out_reviews": comparison}
+    candidate.metadata.metrics = {**candidate.metadata.metrics, "reviews": metrics}
+    progress(0.9, "saving the version")
+    return _publish(engine, store, job_id, params, candidate, active, metrics)
+
+
+def _publish(engine, store, job_id: uuid.UUID, params: dict, candidate, active,
+             metrics: dict) -> tuple[dict, str]:
+    from kensa.models.artifacts import save
+
     with tempfile.TemporaryDirectory() as tmp:
         save(candidate, Path(tmp))
-        versions.publish(engine, store, Path(tmp), name=name, version=candidate.version,
-                         kind=candidate.kind, metrics=metrics, dataset_id=None, job_id=job_id,
-                         created_by=params.get("created_by"), parent=active.version)
+        versions.publish(engine, store, Path(tmp), name=params["name"],
+                         version=candidate.version, kind=candidate.kind, metrics=metrics,
+                         dataset_id=None, job_id=job_id, created_by=params.get("created_by"),
+                         parent=active.version)
     return metrics, candidate.version

@@ -179,6 +179,39 @@ def _flow(session: Session, flow: DataFlow, inspection: Inspection, review: Insp
                                  height=inspection.height, inspection_id=inspection.id))
 
 
+def record(session: Session, inspection: Inspection, given: ReviewInput, mask_key: str | None,
+           actor: str, flow: DataFlow, action: str = "inspection.review") -> InspectionReview:
+    """Write a checked human verdict in the caller's transaction: the current review is kept
+    as history, the queue entry is closed (made if need be), the photo joins its dataset, and
+    the change is audited."""
+    inspection_id = inspection.id
+    with rollups.track(session, inspection_id):  # the current human decision moves
+        previous = session.execute(select(InspectionReview).where(
+            InspectionReview.inspection_id == inspection_id,
+            InspectionReview.current.is_(True))).scalars().first()
+        if previous is not None:
+            previous.current = False
+            session.add(previous)
+            session.flush()
+        review = InspectionReview(inspection_id=inspection_id, decision=given.decision,
+                                  labels=list(given.labels), comment=given.comment or None,
+                                  mask_key=mask_key, reviewer=actor, at=datetime.now(UTC))
+        session.add(review)
+    item = session.execute(select(ReviewQueueItem).where(
+        ReviewQueueItem.inspection_id == inspection_id)).scalars().first()
+    if item is None:
+        item = ReviewQueueItem(inspection_id=inspection_id, station=inspection.station,
+                               reason="manual",
+                               uncertainty=uncertainty(inspection.anomaly_score),
+                               queued_at=review.at)
+    item.status, item.done_at = "done", review.at
+    session.add(item)
+    _flow(session, flow, inspection, review)
+    audit(session, actor, action, "inspection", str(inspection_id), view(previous),
+          view(review))
+    return review
+
+
 def submit(engine: Engine, store: BlobStore, inspection_id: uuid.UUID, given: ReviewInput,
            actor: str, flow: DataFlow) -> None:
     """Record a human verdict (checked in full before anything is written); a re-review
@@ -204,31 +237,8 @@ def submit(engine: Engine, store: BlobStore, inspection_id: uuid.UUID, given: Re
             inspection = session.get(Inspection, inspection_id, with_for_update=True)
             if inspection is None:
                 raise ReviewError(404, f"no inspection {inspection_id}")
-            with rollups.track(session, inspection_id):  # the current human decision moves
-                previous = session.execute(select(InspectionReview).where(
-                    InspectionReview.inspection_id == inspection_id,
-                    InspectionReview.current.is_(True))).scalars().first()
-                if previous is not None:
-                    previous.current = False
-                    session.add(previous)
-                    session.flush()
-                review = InspectionReview(inspection_id=inspection_id, decision=given.decision,
-                                          labels=labels, comment=given.comment or None,
-                                          mask_key=mask_key, reviewer=actor,
-                                          at=datetime.now(UTC))
-                session.add(review)
-            item = session.execute(select(ReviewQueueItem).where(
-                ReviewQueueItem.inspection_id == inspection_id)).scalars().first()
-            if item is None:
-                item = ReviewQueueItem(inspection_id=inspection_id, station=inspection.station,
-                                       reason="manual",
-                                       uncertainty=uncertainty(inspection.anomaly_score),
-                                       queued_at=review.at)
-            item.status, item.done_at = "done", review.at
-            session.add(item)
-            _flow(session, flow, inspection, review)
-            audit(session, actor, "inspection.review", "inspection", str(inspection_id),
-                  view(previous), view(review))
+            record(session, inspection, ReviewInput(given.decision, labels, given.comment),
+                   mask_key, actor, flow)
     except BaseException:
         if created is not None:
             store.delete(created)

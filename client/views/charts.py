@@ -1,9 +1,11 @@
-"""Charts: inspections per day, week or month stacked by label; defect-ratio trend."""
+"""Charts: inspections per day, week or month stacked by label; defect-ratio trend; machine vs
+person (false-alarm and miss rates of reviewed inspections, per bucket and detector version)."""
 
 from __future__ import annotations
 
 import flet as ft
 
+from kensa.client.components.agreement import AgreementTrend
 from kensa.client.components.charts import Legend, RatioTrend, StackedBars, bucket_labels
 from kensa.client.components.filters import FilterBar
 from kensa.client.components.palette import pretty
@@ -63,5 +65,8 @@ def ChartsView(state: AppState):
             StackedBars(stats, state.highlight, state.toggle_highlight, kind=state.bucket),
             ft.Text("Share of photos with defects", size=20, weight=ft.FontWeight.BOLD),
             RatioTrend(stats, kind=state.bucket),
+            ft.Text("Machine vs person (reviewed inspections)", size=20,
+                    weight=ft.FontWeight.BOLD),
+            AgreementTrend(state.agreement, kind=state.bucket),
         ],
     )

@@ -1,10 +1,12 @@
-"""Review: the photo with its evidence, big OK / Defect buttons, label chips, Skip; keys on a
-desktop (O, D, S, 1-9)."""
+"""Review: the photo with its evidence, big OK / Defect buttons, label chips, brush and eraser
+to correct the defect mask on the photo, Skip; keys on a desktop (O, D, S, 1-9, M, B, E)."""
 
 from __future__ import annotations
 
 import flet as ft
 
+from kensa.client.components.api_image import ApiImage
+from kensa.client.components.mask_editor import MaskEditor, MaskTools
 from kensa.client.components.overlay_viewer import OverlayViewer
 from kensa.client.components.palette import VERDICTS, pretty
 from kensa.client.reviewing import REASONS
@@ -13,7 +15,10 @@ from kensa.client.views.result import when
 from kensa.contract.constants import LABEL_COLORS, label_hex
 
 BIG = 24
-KEYS_HELP = "Keys: O = OK · D = Defect · S = Skip · 1-9 = labels"
+THUMB = 56  # height of a proposal's thumbnail
+THUMBS = 8  # thumbnails shown on the pseudo-label card
+KEYS_HELP = ("Keys: O = OK · D = Defect · S = Skip · 1-9 = labels · M = mask brush on/off · "
+             "B = brush · E = eraser")
 
 
 def review_labels(state: AppState) -> list[str]:
@@ -35,6 +40,14 @@ async def review_key(state: AppState, key: str) -> bool:
     if key in ("S", " "):
         state.skip_review()
         return True
+    if key == "M":
+        if state.review_mask is None:
+            return await state.start_mask()
+        state.stop_mask()
+        return True
+    if key in ("B", "E") and state.review_mask is not None:
+        state.set_mask_tool("brush" if key == "B" else "eraser")
+        return True
     if key.isdigit() and key != "0":
         labels = review_labels(state)
         index = int(key) - 1
@@ -42,6 +55,57 @@ async def review_key(state: AppState, key: str) -> bool:
             state.toggle_review_label(labels[index])
             return True
     return False
+
+
+def pseudo_summary(state: AppState) -> str:
+    """The proposals in words: how many, and what they would record."""
+    pseudo = state.pseudo
+    if pseudo is None or not pseudo.items:
+        return ""
+    kinds: dict[str, int] = {}
+    for p in pseudo.items:
+        words = ("OK" if p.decision == "ok"
+                 else "defect: " + ", ".join(pretty(label) for label in p.labels))
+        kinds[words] = kinds.get(words, 0) + 1
+    parts = " · ".join(f"{n} × {words}" for words, n in sorted(kinds.items()))
+    more = f" (of {pseudo.total})" if pseudo.total > len(pseudo.items) else ""
+    return (f"{len(pseudo.items)}{more} proposed labels where the classifier and the segmenter "
+            f"agree (confidence ≥ {pseudo.min_confidence:.0%}): {parts}")
+
+
+@ft.component
+def PseudoLabels(state: AppState):
+    """The bulk confirm of proposed labels (shown only when there are proposals)."""
+    words = pseudo_summary(state)
+    if not words:
+        return ft.Container()
+
+    async def confirm():
+        await state.confirm_pseudo_labels()
+
+    items = state.pseudo.items
+    thumbs = [ft.Container(
+        height=THUMB,
+        width=THUMB * min(8.0, (p.inspection.width or 4) / (p.inspection.height or 3)),
+        border_radius=6, bgcolor=ft.Colors.BLACK, clip_behavior=ft.ClipBehavior.HARD_EDGE,
+        tooltip=", ".join(pretty(label) for label in p.labels) if p.labels else "OK",
+        content=ApiImage(state, state.api.image_path(p.inspection.id, ("masks",)),
+                         fit=ft.BoxFit.CONTAIN))
+        for p in items[:THUMBS]]
+    if len(items) > THUMBS:
+        thumbs.append(ft.Text(f"+{len(items) - THUMBS} more", size=15))
+    return ft.Container(
+        padding=12, border_radius=12, bgcolor=ft.Colors.SECONDARY_CONTAINER,
+        content=ft.Column(spacing=8, controls=[
+            ft.Row(vertical_alignment=ft.CrossAxisAlignment.CENTER, controls=[
+                ft.Icon(ft.Icons.AUTO_AWESOME, size=28),
+                ft.Text(words, size=16, expand=True),
+                ft.FilledButton(f"Confirm all {len(items)}", icon=ft.Icons.DONE_ALL,
+                                height=56, disabled=bool(state.busy), on_click=confirm,
+                                tooltip="record them as your reviews"),
+            ]),
+            ft.Row(wrap=True, spacing=8, run_spacing=8, controls=thumbs),
+        ]))
 
 
 @ft.component
@@ -65,6 +129,7 @@ def ReviewView(state: AppState):
     if item is None:
         return ft.Column(expand=True, spacing=16, controls=[
             head,
+            PseudoLabels(state),
             ft.Icon(ft.Icons.TASK_ALT, size=72, color=ft.Colors.ON_SURFACE_VARIANT),
             ft.Text(state.busy or "Nothing to review. Uncertain inspections appear here.",
                     size=BIG),
@@ -75,6 +140,9 @@ def ReviewView(state: AppState):
 
     async def defect():
         await state.decide("defect")
+
+    async def brush():
+        await state.start_mask()
 
     record = item.inspection
     busy = bool(state.busy)
@@ -91,13 +159,24 @@ def ReviewView(state: AppState):
         for i, label in enumerate(review_labels(state))
     ]
     big = ft.ButtonStyle(text_style=ft.TextStyle(size=BIG, weight=ft.FontWeight.BOLD))
-    return ft.Column(expand=True, spacing=12, scroll=ft.ScrollMode.AUTO, controls=[
+    editing = state.review_mask is not None
+    # no scrolling while painting: a drag on the photo is a stroke, not a scroll
+    return ft.Column(expand=True, spacing=12, scroll=None if editing else ft.ScrollMode.AUTO,
+                     controls=[
         head,
+        PseudoLabels(state),
         ft.Text(f"{REASONS.get(item.reason, item.reason)} Machine: {machine_words}{score}.",
                 size=17),
         ft.Text(f"#{short_id(record)} · {record.station or '-'} · {when(record)} UTC",
                 size=15, color=ft.Colors.ON_SURFACE_VARIANT),
-        OverlayViewer(state, height=280),
+        *([MaskEditor(state, height=280), MaskTools(state),
+           ft.Text("Drag on the photo to mark the defect; the mask goes with Defect.",
+                   size=14, color=ft.Colors.ON_SURFACE_VARIANT)]
+          if editing else
+          [OverlayViewer(state, height=280),
+           ft.OutlinedButton("Correct the mask", icon=ft.Icons.BRUSH, height=52,
+                             disabled=busy, on_click=brush,
+                             tooltip="paint or erase the defect on the photo")]),
         ft.Text("Defect labels (for a defect)", size=16, color=ft.Colors.ON_SURFACE_VARIANT),
         ft.Row(wrap=True, spacing=8, run_spacing=8, controls=chips),
         ft.Row(spacing=16, controls=[

@@ -3,11 +3,13 @@ charts; against the real backend app, and a real refused connection for "server 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
 from client_testing import closed_port
 
+from kensa.client.components.agreement import summary, version_line
 from kensa.client.offline_queue import PhotoQueue
 from kensa.client.state import ClientSettings, HistoryFilter, explain
 from kensa.contract.client import ApiClient
@@ -150,6 +152,42 @@ async def test_charts_and_highlight(backend, strips, make_state):
     assert state.highlight == "anomaly"
     state.toggle_highlight("anomaly")
     assert state.highlight is None
+    assert state.agreement is not None and state.agreement.totals.reviewed == 0
+    assert summary(state.agreement.totals) == "No reviewed inspections in this period yet."
+
+
+async def test_charts_show_machine_vs_person(backend, strips, make_state):
+    """The Charts screen's agreement figures: each answer contradicts the machine, so every
+    machine ``defect`` is a false alarm and every machine ``ok`` a miss."""
+    api = backend.api
+    made = [await api.create_inspection(strips[name], f"{name}.png", station="line-9")
+            for name in ("scratches", "good", "patches", "good2")]
+    answer = {"defect": "ok", "ok": "defect", "review": "ok"}
+    for record in made:
+        decision = answer[record.verdict]
+        await api.review(record.id, decision, labels=["patches"] if decision == "defect" else ())
+    alarms = sum(r.verdict == "defect" for r in made)
+    misses = sum(r.verdict == "ok" for r in made)
+    state = await make_state(api)
+    state.filters = replace(state.filters, station="line-9")
+    await state.load_stats("day")
+    totals = state.agreement.totals
+    assert (totals.reviewed, totals.false_alarms, totals.misses, totals.agreeing) == (
+        4, alarms, misses, 0)
+    assert totals.false_alarm_rate == (alarms / (4 - misses) if 4 - misses else None)
+    buckets = state.agreement.buckets
+    assert len(buckets) == 31 and buckets[-1].reviewed == 4  # 30 days back; all today
+    assert sum(b.reviewed for b in buckets) == 4 and buckets[-1].false_alarms == alarms
+    (version,) = state.agreement.by_version
+    assert version.detector == made[0].detectors[0].name and version.reviewed == 4
+    words = summary(totals)
+    assert words.startswith("4 reviewed · agreed 0%") and f"misses {misses}" in words
+    assert version_line(version).startswith(f"{version.detector} {version.version}: 4 reviewed")
+
+    # another station's period has no reviews: the figures follow the filter
+    state.filters = replace(state.filters, station="line-0")
+    await state.load_stats("week")
+    assert state.agreement.totals.reviewed == 0 and state.agreement.bucket == "week"
 
 
 async def test_demo_flow(backend, strips, make_state):

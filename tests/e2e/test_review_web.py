@@ -1,19 +1,26 @@
 """Review on the tablet in headless Chromium against a real `kensa serve`: three queued
-inspections answered (a key, the OK button, the Defect button with a label chip), then what
-the backend recorded: the human verdicts beside the unchanged machine verdicts.
-Screenshots: docs/screenshots/27-28.
+inspections answered (a key, the OK button, the Defect button with a label chip and a defect
+mask painted with the mouse on the photo), then what the backend recorded: the human verdicts
+beside the unchanged machine verdicts, and the painted mask's pixels.
+Screenshots: docs/screenshots/27-31 (31: the agreement figures on Charts).
 """
 
 from __future__ import annotations
 
+import io
 import re
 import time
 import uuid
 
+import numpy as np
 import pytest
 from e2e_testing import ADMIN_PASSWORD
+from PIL import Image
 from test_teach_web import nav
 from test_web_client import api, open_client, shot, sign_in, text
+
+from kensa.client.components.mask_editor import PHOTO_LABEL
+from kensa.client.masking import to_photo
 
 pytestmark = pytest.mark.e2e
 
@@ -28,6 +35,23 @@ def show_one_of(page, wanted: dict[str, str], timeout: float = 120) -> str:
         assert time.monotonic() < deadline, "none of the test's inspections came up"
         page.get_by_role("button", name="Skip").first.click()
         time.sleep(1.5)
+
+
+def paint_stroke(page, record: dict) -> list[tuple[int, int]]:
+    """Drag the mouse across the photo on the brush; the photo pixels the stroke went over."""
+    photo = page.get_by_label(PHOTO_LABEL).first
+    photo.wait_for(timeout=60_000)
+    box = photo.bounding_box()
+    assert box and box["width"] > 100, box
+    y = box["y"] + box["height"] / 2
+    x0, x1 = box["x"] + box["width"] * 0.2, box["x"] + box["width"] * 0.6
+    page.mouse.move(x0, y)
+    page.mouse.down()
+    page.mouse.move(x1, y, steps=25)
+    page.mouse.up()
+    view, size = (box["width"], box["height"]), (record["width"], record["height"])
+    return [tuple(round(v) for v in to_photo((x - box["x"], y - box["y"]), view, size))
+            for x in np.linspace(x0 + 5, x1 - 5, 20)]
 
 
 def test_review_three_inspections(server_url, browser, strip_files, admin_token):
@@ -71,9 +95,20 @@ def test_review_three_inspections(server_url, browser, strip_files, admin_token)
                 ".some(c => (c.getAttribute('aria-label') || c.textContent).includes('patches')"
                 " && c.getAttribute('aria-checked') === 'true')", timeout=30_000)
             shot(page, "28-review-labels", settle=1)
+            # Correct the machine's mask: the brush, then a stroke across the photo.
+            page.get_by_role("button", name="Correct the mask").first.click()
+            text(page, re.compile(r"Nothing marked yet|pixels marked"))
+            before = page.evaluate("document.body.innerText")
+            painted = paint_stroke(page, made[name])
+            page.wait_for_function(
+                "was => document.body.innerText.match(/[\\d,]+ pixels marked/) && "
+                "document.body.innerText !== was", arg=before, timeout=30_000)
+            shot(page, "29-review-mask")
             page.get_by_role("button", name="Defect", exact=True).first.click()
             answers[name] = ("defect", ["patches"])
         text(page, f"#{short} marked {'OK' if answers[name][0] == 'ok' else 'defect'}")
+        if step == 2:
+            shot(page, "30-review-done")
         del wanted[short]
 
     with api(server_url, admin_token) as client:
@@ -87,8 +122,24 @@ def test_review_three_inspections(server_url, browser, strip_files, admin_token)
             assert set(labels) <= set(after["review"]["labels"]), (name, after["review"])
             if decision == "ok":
                 assert after["review"]["labels"] == []
+                assert after["review"]["mask_url"] is None
             assert after["review"]["by"] == "admin"
+        # The mask painted through the page: at the photo's size, marked along the stroke.
+        stored = client.get(f"/inspections/{made['patches']['id']}/review/mask")
+        assert stored.status_code == 200, stored.text
+        mask = np.asarray(Image.open(io.BytesIO(stored.content)).convert("L")) > 0
+        assert mask.shape == (made["patches"]["height"], made["patches"]["width"])
+        assert all(mask[y, x] for x, y in painted), painted
+        assert mask.sum() < mask.size / 2  # a stroke, not the whole photo
         left = client.get("/reviews", params={"status": "open", "limit": 1}).json()["open"]
     assert left == opened - 3
     text(page, f"{left} open")
+
+    # The Charts screen shows how often the machine and the reviewers agreed.
+    nav(page, "Charts")
+    text(page, "Machine vs person (reviewed inspections)")
+    text(page, re.compile(r"^\d+ reviewed · agreed \d+%"))
+    page.mouse.move(700, 500)
+    page.mouse.wheel(0, 2000)
+    shot(page, "31-charts-agreement")
     page.close()

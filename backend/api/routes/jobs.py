@@ -25,21 +25,29 @@ NOT_FOUND = {404: {"model": ErrorBody, "description": "no such job or dataset"}}
 
 
 def _retrain(engine, body: JobCreate, runner: str, pool) -> Job:
-    """A ``retrain_from_reviews`` job for the served good-only detector ``body.name``."""
+    """A ``retrain_from_reviews`` job for the served detector ``body.name``: a good-only one
+    learns confirmed good photos, a classifier or segmenter fine-tunes on reviewed labels."""
     if pool is None or body.name not in pool:
         raise HTTPException(404, f"no detector {body.name!r} is served")
     detector = pool.get(body.name).detector
-    if detector.spec.learns_from.value != "good-only" or not hasattr(detector, "update"):
-        raise HTTPException(422, f"{body.name} ({detector.kind}) does not learn from "
-                                 "confirmed good photos; retrain_from_reviews supports "
-                                 "good-only detectors")
+    learns = detector.spec.learns_from.value
+    if not (learns == "labelled" and hasattr(detector, "fit")) and not (
+            learns == "good-only" and hasattr(detector, "update")):
+        raise HTTPException(422, f"{body.name} ({detector.kind}) cannot learn from reviews; "
+                                 "retrain_from_reviews supports good-only detectors, "
+                                 "classifiers and segmenters")
     share = body.config.get("holdout_share")
     if share is not None and not (isinstance(share, int | float) and 0 <= share < 1):
         raise HTTPException(422, "config.holdout_share must be a number in [0, 1)")
+    epochs = body.config.get("epochs")
+    if epochs is not None and not (isinstance(epochs, int) and not isinstance(epochs, bool)
+                                   and 1 <= epochs <= 50):
+        raise HTTPException(422, "config.epochs must be an integer in [1, 50]")
     with Session(engine) as session, session.begin():
         job = Job(kind=retrain.KIND, status="queued", runner=runner, message="queued", params={
             "name": body.name, "detector": detector.kind, "created_by": body.created_by,
-            **({"holdout_share": float(share)} if share is not None else {})})
+            **({"holdout_share": float(share)} if share is not None else {}),
+            **({"epochs": epochs} if epochs is not None else {})})
         session.add(job)
         session.flush()
         session.expunge(job)

@@ -17,10 +17,14 @@ from starlette.datastructures import UploadFile
 from kensa.backend.api.deps import CurrentUser, EngineDep, SettingsDep, StoreDep, requires
 from kensa.backend.api.routes.inspections import MAX_DB_INT, MAX_OFFSET, blob_response
 from kensa.backend.services import inspections as inspection_service
+from kensa.backend.services import pseudo_labels
 from kensa.backend.services import reviews as service
 from kensa.contract.schemas import (
     ErrorBody,
     InspectionPublic,
+    PseudoLabelConfirm,
+    PseudoLabelConfirmed,
+    PseudoLabelList,
     ReviewCreate,
     ReviewList,
     ReviewPublic,
@@ -54,6 +58,42 @@ async def list_reviews(
     open entries for a badge."""
     return await anyio.to_thread.run_sync(service.list_queue, engine, status, station, limit,
                                           offset)
+
+
+@router.get("/pseudo-labels", response_model=PseudoLabelList, dependencies=REVIEWER)
+async def list_pseudo_labels(
+    engine: EngineDep,
+    station: Annotated[str | None, Query(max_length=100)] = None,
+    min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.9,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> PseudoLabelList:
+    """Unreviewed inspections whose classifier and segmenter agree (same defect labels, or
+    both OK) with every finding scoring at least ``min_confidence``: proposed labels for a
+    bulk confirm. Newest first, among the newest 2,000 such inspections."""
+    return await anyio.to_thread.run_sync(pseudo_labels.listing, engine, station,
+                                          min_confidence, limit, offset)
+
+
+@router.post("/pseudo-labels/confirm", response_model=PseudoLabelConfirmed,
+             dependencies=REVIEWER,
+             responses={409: {"model": ErrorBody,
+                              "description": "an id that is not a current proposal"},
+                        422: {"model": ErrorBody, "description": "bad or repeated ids"}})
+async def confirm_pseudo_labels(body: PseudoLabelConfirm, engine: EngineDep, store: StoreDep,
+                                settings: SettingsDep, principal: CurrentUser
+                                ) -> PseudoLabelConfirmed:
+    """Record the proposals as human reviews by the confirming manager (all or nothing); the
+    segmenter's masks become the review masks and the photos join the station's datasets as
+    any review's do."""
+    flow = (service.DataFlow(settings.review_good_dataset, settings.review_labelled_dataset)
+            if settings.review_to_datasets else service.DataFlow(None, None))
+    try:
+        return await anyio.to_thread.run_sync(
+            pseudo_labels.confirm, engine, store, body.inspection_ids, body.min_confidence,
+            principal.actor, flow)
+    except service.ReviewError as exc:
+        raise HTTPException(exc.status_code, exc.detail) from None
 
 
 def _invalid(exc: ValidationError, where: str) -> RequestValidationError:
