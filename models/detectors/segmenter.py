@@ -101,6 +101,8 @@ class SegmenterPostprocess(Postprocess):
                                    "thresholds of a gating classifier (kensa.models.severstal)")
     tta_flips: bool = Field(False, description="average the maps of the photo and its "
                             "horizontal, vertical and double flips (test-time augmentation)")
+    max_findings: int = Field(32, ge=1, description="findings per label at most: past it, the "
+                              "lower-scoring components are merged into one finding")
 
 
 @register_detector("segmenter_lite0", task=Task.SEGMENT, learns_from="labelled",
@@ -321,23 +323,48 @@ class DefectSegmenter(Detector):
             if not mask.any():
                 continue
             verdicts.append(verdict)
-            regions, _ = ndimage.label(mask)
-            for index, box in enumerate(ndimage.find_objects(regions), start=1):
-                if box is None:
-                    continue
-                component = np.zeros(size, bool)
-                component[box] = regions[box] == index
-                values = full[component]
-                findings.append(Finding(
-                    label=label, detector=self.name, area_px=int(component.sum()),
-                    score=float(values.max() if self.post.score == "max" else values.mean()),
-                    bbox=(box[1].start, box[0].start, box[1].stop, box[0].stop),
-                    mask=component))
+            findings.extend(self._findings(label, full, mask))
         findings.sort(key=lambda f: f.score, reverse=True)
         return Detection(detector=self.name, version=self.version, task=Task.SEGMENT,
                          verdict=Verdict.combine(verdicts), findings=findings,
                          timings_ms={"model": model_ms,
                                      "post": (time.perf_counter() - t0) * 1000})
+
+    def _findings(self, label: str, prob: np.ndarray, mask: np.ndarray) -> list[Finding]:
+        """One finding per connected component of ``mask``, scored from ``prob`` (statistics
+        in one pass over the labelled image); past ``max_findings`` the lower-scoring rest is
+        merged into one finding, so a noisy map costs one mask, not thousands."""
+        regions, count = ndimage.label(mask)
+        if count == 0:
+            return []
+        index = np.arange(1, count + 1)
+        stat = ndimage.maximum if self.post.score == "max" else ndimage.mean
+        scores = np.asarray(stat(prob, regions, index), dtype=np.float64)
+        areas = np.bincount(regions.ravel(), minlength=count + 1)[1:]
+        boxes = ndimage.find_objects(regions)
+        order = np.argsort(-scores, kind="stable")
+        limit = self.post.max_findings
+        kept, rest = (order, order[:0]) if count <= limit else (order[:limit - 1],
+                                                                order[limit - 1:])
+        findings = []
+        for i in kept:
+            box = boxes[i]
+            component = np.zeros(mask.shape, bool)
+            component[box] = regions[box] == i + 1
+            findings.append(Finding(label=label, detector=self.name, area_px=int(areas[i]),
+                                    score=float(scores[i]),
+                                    bbox=(box[1].start, box[0].start, box[1].stop, box[0].stop),
+                                    mask=component))
+        if rest.size:
+            merged = np.isin(regions, rest + 1)
+            rows, cols = np.nonzero(merged)
+            values = prob[merged]
+            findings.append(Finding(
+                label=label, detector=self.name, area_px=int(areas[rest].sum()),
+                score=float(values.max() if self.post.score == "max" else values.mean()),
+                bbox=(int(cols.min()), int(rows.min()), int(cols.max()) + 1,
+                      int(rows.max()) + 1), mask=merged))
+        return findings
 
     def label_masks(self, detection: Detection, size: tuple[int, int]) -> dict[str, np.ndarray]:
         """Union mask per label of a detection (for RLE export and metrics)."""

@@ -83,3 +83,30 @@ def test_findings_carry_masks_at_original_size_and_export_to_rle(trained):
 def test_input_sides_must_be_multiples_of_32():
     with pytest.raises(ValueError, match="multiples of 32"):
         create_detector("segmenter_lite0", weights="packaged", input_size=(200, 200))
+
+
+def test_a_noisy_map_gives_bounded_findings_with_the_same_union_mask():
+    """Thousands of specks (an untrained or confused model): at most ``max_findings`` per label,
+    the strongest kept apart, the rest merged; areas and the union mask unchanged."""
+    detector = create_detector("segmenter_lite0", weights="none", input_size=INPUT,
+                               labels=list(LABELS))
+    detector.post.max_findings = 5
+    rng = np.random.default_rng(0)
+    prob = np.where(rng.random((64, 96)) < 0.3, rng.uniform(0.6, 0.95, (64, 96)), 0.0)
+    prob[0::2, :] = 0.0  # many separate components
+    prob[10:20, 10:30] = 0.99  # one clear defect, the strongest
+    mask = prob >= 0.5
+    findings = detector._findings(LABELS[0], prob, mask)
+    assert len(findings) == 5
+    union = np.zeros_like(mask)
+    for finding in findings:
+        assert not (union & finding.mask).any()  # no pixel in two findings
+        union |= finding.mask
+        assert finding.area_px == int(finding.mask.sum())
+        rows, cols = np.nonzero(finding.mask)
+        assert finding.bbox == (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+        assert finding.score == pytest.approx(float(prob[finding.mask].max()))
+    assert (union == mask).all()
+    assert findings[0].score == pytest.approx(0.99) and findings[0].area_px >= 10 * 20 // 2
+    few = detector._findings(LABELS[0], prob[10:20, 10:30], mask[10:20, 10:30])
+    assert len(few) == 1 and few[0].area_px == 200
