@@ -70,9 +70,10 @@ class Settings(BaseSettings):
         300, ge=1, description="uploads (POST /api/v1/inspections) one client (user or station "
                                "key, from one address) may send per minute; more get 429")
     inference_concurrency: int = Field(2, ge=1, description="detector calls at once")
-    batch_max: int = Field(
-        8, ge=1, description="dynamic batching: concurrent photos for one detector run as one "
-                             "batch of at most this many (1: no batching)")
+    batch_max: int | None = Field(
+        None, ge=1, description="dynamic batching: concurrent photos for one detector run as "
+        "one batch of at most this many (1: no batching). Default: 8 on a GPU, 1 on the CPU, "
+        "where two single runs on two cores beat one batch (docs/RESULTS.md, issue 12)")
     batch_wait_ms: float = Field(
         5.0, ge=0, le=1000, description="how long a photo waits for others to join its batch "
                                         "(only while another request of that detector is in "
@@ -218,3 +219,14 @@ class ReviewSettings(BaseSettings):
 Settings = type("Settings", (ReviewSettings, Settings), {  # type: ignore[misc]
     "__doc__": Settings.__doc__, "__module__": __name__,
     "model_config": Settings.model_config})
+
+
+def effective_batch_max(settings: Settings) -> int:
+    """``batch_max`` as set, else 8 when detectors run on a GPU and 1 on the CPU."""
+    if settings.batch_max is not None:
+        return settings.batch_max
+    import torch  # the service has it; settings alone do not need it
+
+    on_gpu = (settings.device or "").startswith("cuda") or (
+        settings.device is None and torch.cuda.is_available())
+    return 8 if on_gpu else 1

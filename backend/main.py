@@ -36,7 +36,7 @@ from kensa.backend import db
 from kensa.backend.api.deps import Require, requires
 from kensa.backend.api.main import api_router, fallback_router
 from kensa.backend.api.routes import health
-from kensa.backend.config import Settings
+from kensa.backend.config import Settings, effective_batch_max
 from kensa.backend.core.security import FailureLimiter
 from kensa.backend.jobs.runner import make_runner
 from kensa.backend.services import accounts, versions
@@ -68,7 +68,7 @@ async def _load_detectors(app: FastAPI) -> None:
                 concurrency=settings.inference_concurrency,
                 demo_good_images=settings.demo_good_images, device=settings.device,
                 limiter=app.state.limiter,
-                batch_max=settings.batch_max, batch_wait_ms=settings.batch_wait_ms,
+                batch_max=effective_batch_max(settings), batch_wait_ms=settings.batch_wait_ms,
                 demo_tasks=settings.demo_tasks,
             )
             versions.apply_deployed(app.state.engine, app.state.store, pool,

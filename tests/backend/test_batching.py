@@ -95,3 +95,16 @@ async def test_batched_uploads_store_the_records_unbatched_uploads_do(
         assert a["anomaly_score"] == pytest.approx(b["anomaly_score"], rel=1e-5)
         assert [f["bbox"] for f in a["findings"]] == [f["bbox"] for f in b["findings"]]
         assert [r["runtime"] for r in a["runs"]] == ["torch"]
+
+
+def test_batching_is_on_by_default_only_on_a_gpu(tmp_path: Path) -> None:
+    """Measured (docs/RESULTS.md, issue 12): on two CPU cores one batch of 8 loses to two single
+    runs side by side, so the default batches on a GPU only; a setting always wins."""
+    from kensa.backend.config import Settings, effective_batch_max
+
+    def make(**kw):
+        return Settings(data_dir=tmp_path, model_dir=tmp_path / "m", **kw)
+
+    assert effective_batch_max(make(device="cpu")) == 1
+    assert effective_batch_max(make(device="cuda:0")) == 8
+    assert effective_batch_max(make(device="cpu", batch_max=4)) == 4
