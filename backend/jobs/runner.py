@@ -111,14 +111,15 @@ class LocalRunner:
             self._launch(job_id)
 
     def _launch(self, job_id: uuid.UUID) -> None:
-        if not state.claim(self.engine, job_id, f"{os.getpid()}@{socket.gethostname()}"):
+        host = socket.gethostname()
+        if not state.claim(self.engine, job_id, f"claimed-by-{os.getpid()}@{host}"):
             return  # another replica took it
         proc = subprocess.Popen(
             [sys.executable, "-m", "kensa.backend.jobs.worker", str(job_id)],
             env=worker_env(self.settings), preexec_fn=lambda: os.nice(10),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._procs[job_id] = proc
-        state.write(self.engine, job_id, worker=f"{proc.pid}@local")
+        state.write(self.engine, job_id, worker=f"{proc.pid}@{host}")
         threading.Thread(target=self._watch, args=(job_id, proc), daemon=True).start()
 
     def _watch(self, job_id: uuid.UUID, proc: subprocess.Popen) -> None:

@@ -50,8 +50,9 @@ def claim(engine: Engine, job_id: uuid.UUID, worker: str) -> bool:
 
 
 def _alive(worker: str | None, host: str) -> bool:
-    """Whether ``pid@host`` names a process still running on this host."""
-    pid, _, where = (worker or "").partition("@")
+    """Whether ``pid@host`` (a worker) or ``claimed-by-pid@host`` (the service launching it)
+    names a process still running on this host."""
+    pid, _, where = (worker or "").removeprefix("claimed-by-").partition("@")
     if where != host or not pid.isdigit():
         return False
     try:

@@ -157,7 +157,7 @@ async def test_cancel_and_killed_worker(sqlite_service: Service) -> None:
     worker = None
     for _ in range(200):
         worker = state.read(sqlite_service.engine, __import__("uuid").UUID(job["id"])).worker
-        if worker and "@" in worker:
+        if worker and worker.split("@")[0].isdigit():  # the worker's pid, not the claim
             break
         await _sleep(0.05)
     os.kill(int(worker.split("@")[0]), signal.SIGKILL)
@@ -288,7 +288,9 @@ async def test_a_restart_fails_only_jobs_whose_worker_is_gone(tmp_path: Path, mo
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
     workers = {"dead": f"{dead_pid.pid}@{host}", "alive": f"{alive.pid}@{host}",
-               "elsewhere": "4242@another-host"}
+               "elsewhere": "4242@another-host",
+               "claim_lost": f"claimed-by-{dead_pid.pid}@{host}",
+               "claim_live": f"claimed-by-{alive.pid}@{host}"}
     ids = {}
     with Session(engine) as session, session.begin():
         for key, worker in workers.items():
@@ -304,4 +306,5 @@ async def test_a_restart_fails_only_jobs_whose_worker_is_gone(tmp_path: Path, mo
     finally:
         alive.kill()
         alive.wait()
-    assert status == {"dead": "failed", "alive": "running", "elsewhere": "running"}
+    assert status == {"dead": "failed", "alive": "running", "elsewhere": "running",
+                      "claim_lost": "failed", "claim_live": "running"}
