@@ -215,7 +215,8 @@ def child_ours(spec: str, cache: Path, out: Path, seed: int) -> None:
               "fit_seconds": report.get("fit_seconds"), "fit_and_calibrate_seconds": fit_total,
               "config": detector.config.model_dump(mode="json"),
               "model_mb": _state_mb(detector.model), **memory,
-              "threshold": detector.post.threshold, "report": report}
+              "threshold": detector.post.threshold, "report": report,
+              "post": detector.post.model_dump(mode="json")}  # map_low etc.: good-only scales
     if native:
         del parts, train, val
         data = {"eval": native_images(cache.parent / NATIVE_CACHE, "eval")}
