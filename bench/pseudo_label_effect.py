@@ -30,7 +30,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from severstal_effect import RESULTS, paired, resamples, score, with_intervals  # noqa: E402
+from severstal_effect import RESULTS, finish, paired, resamples, score, with_intervals  # noqa: E402
 
 
 def cut_by_group(samples: list, labelled: float, seed: int) -> tuple[list, list]:
@@ -124,11 +124,7 @@ def main() -> int:
             row["paired_vs_labelled_only"] = paired(s, scored["labelled only"], defective, idx)
         report["variants"][name] = row
         print(name, json.dumps(row), flush=True)
-    report["n_test"], report["n_test_defective"] = len(test), int(defective.sum())
-    report["load_end"] = os.getloadavg()
-    out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {out}")
-    return 0
+    return finish(report, out, defective)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,15 @@ def timed(predict, images) -> tuple[np.ndarray, list[str]]:
     return np.array(times), verdicts
 
 
+def finish(report: dict, out: Path, defective: np.ndarray) -> int:
+    """Write the run's report with the test counts and the load at its end."""
+    report["n_test"], report["n_test_defective"] = len(defective), int(defective.sum())
+    report["load_end"] = os.getloadavg()
+    out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=Path("/work/shared/data/kolektorsdd"))
@@ -206,11 +215,7 @@ def main() -> int:
               flush=True)
         out.write_text(json.dumps(report, indent=1))
     report["gates"] = gates
-    report["n_test"], report["n_test_defective"] = len(test), int(defective.sum())
-    report["load_end"] = os.getloadavg()
-    out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {out}")
-    return 0
+    return finish(report, out, defective)
 
 
 if __name__ == "__main__":

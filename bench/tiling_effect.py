@@ -29,7 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from severstal_effect import RESULTS, paired, resamples, score, timed, with_intervals  # noqa: E402
+from severstal_effect import RESULTS, finish, paired, resamples, score, timed, with_intervals  # noqa: E402
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -87,11 +87,7 @@ def main() -> int:
         report["variants"][name] = row
         print(name, json.dumps(row), flush=True)
         out.write_text(json.dumps(report, indent=1))
-    report["n_test"], report["n_test_defective"] = len(test), int(defective.sum())
-    report["load_end"] = os.getloadavg()
-    out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {out}")
-    return 0
+    return finish(report, out, defective)
 
 
 if __name__ == "__main__":
