@@ -340,7 +340,9 @@ class JobCreate(BaseModel):
                       "(retrain_from_reviews: the detector whose active version learns)")
     config: dict[str, Any] = Field(default_factory=dict, description="config overrides")
     quick: bool = Field(False, description="the kind's quick config (seconds)")
-    created_by: str | None = Field(None, max_length=100)
+    created_by: str | None = Field(
+        None, max_length=100, description="ignored, kept for older clients: the server "
+        "records the signed-in caller as the version's created_by")
 
 
 class JobPublic(Schema):

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 class RegistryChoices:
@@ -79,6 +80,28 @@ def _img_size(text: str) -> tuple[int, int]:
     return sizes[0], sizes[1]
 
 
+def _tile(text: str) -> dict[str, int]:
+    """``512:64`` -> {"size": 512, "overlap": 64}; ``512`` keeps the default overlap."""
+    try:
+        numbers = [int(p) for p in text.split(":")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE[:OVERLAP], got {text!r}") from None
+    if len(numbers) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected SIZE[:OVERLAP], got {text!r}")
+    return dict(zip(("size", "overlap"), numbers, strict=False))
+
+
+def _override(text: str) -> tuple[str, Any]:
+    """``key=value`` -> (key, value), the value parsed as JSON when it parses."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 def _common_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset root")
     p.add_argument("--layout", choices=RegistryChoices(_layouts, "auto"), default="auto",
@@ -134,6 +157,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", nargs="?", const="pose", choices=("pose",), metavar="pose",
                    help="rotation/shift/scale augmentation while fitting (seed 001's NF+DA; "
                         "the 'pose' recipe)")
+    p.add_argument("--native-resolution", action="store_true",
+                   help="score each photo at its own size in overlapping tiles instead of "
+                        "resizing it (patchcore, padim, flow); --img-size is then ignored")
+    p.add_argument("--tile", type=_tile, metavar="SIZE[:OVERLAP]",
+                   help="tiles of --native-resolution, pixels, multiples of 32 (default 256:64)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], type=_override,
+                   metavar="KEY=VALUE", help="any other config field of the detector, VALUE "
+                                             "as JSON where it parses (repeatable), e.g. "
+                                             "--set score_top_k=64 --set layers=[1,2]")
     p.set_defaults(handler=_train_anomaly)
 
     ev = subparsers.add_parser("eval", help="held-out metrics of a trained artifact")

@@ -15,12 +15,12 @@ import math
 import time
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from scipy import ndimage
 from sklearn.metrics import precision_recall_curve
 
@@ -54,6 +54,15 @@ class AnomalyConfig(DetectorConfig):
     tile: TileConfig = Field(default_factory=TileConfig,
                              description="tiles of the native-resolution mode")
     seed: int = 0
+
+    native_capable: ClassVar[bool] = False
+    """Whether the detector implements ``native_resolution`` (a config class says so)."""
+
+    @model_validator(mode="after")
+    def _native_supported(self) -> AnomalyConfig:
+        if self.native_resolution and not self.native_capable:
+            raise ValueError(f"{type(self).__name__} does not implement native_resolution")
+        return self
 
 
 class AnomalyPostprocess(Postprocess):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 
 class FlowConfig(AnomalyConfig):
+    native_capable: ClassVar[bool] = True
     stage: int = Field(4, ge=1, le=6, description="EfficientNet stage (blocks.N) whose output "
                                                   "is modelled; 5 is the literal match of B5's "
                                                   "7th block, 4 (stride 16) works better here")

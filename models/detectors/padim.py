@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 
 class PadimConfig(AnomalyConfig):
+    native_capable: ClassVar[bool] = True
     layers: tuple[int, ...] = Field((1, 2, 3), description="backbone levels (strides 4, 8, 16)")
     channels: int = Field(144, ge=1, description="random channel subset d (paper: 100 of "
                                                  "448); all of lite0's 144 by default")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 
 class PatchCoreConfig(AnomalyConfig):
+    native_capable: ClassVar[bool] = True
     layers: tuple[int, ...] = Field((2, 3), description="backbone feature levels to combine")
     neighbourhood: int = Field(3, description="patch aggregation window (local awareness)")
     coreset_ratio: float = Field(0.1, gt=0, le=1)

@@ -114,6 +114,23 @@ def print_summary(kind: str, fit: dict[str, Any], evaluation: dict[str, Any]) ->
         print(f"  {key:<{width}}  {value}")
 
 
+def _config_overrides(args: argparse.Namespace, fields: dict[str, Any]) -> dict[str, Any]:
+    """Config fields asked for by ``--native-resolution``, ``--tile`` and ``--set``; a field
+    the detector does not have is an error, not silently ignored."""
+    wanted: dict[str, Any] = dict(getattr(args, "overrides", None) or [])
+    if getattr(args, "native_resolution", False):
+        wanted["native_resolution"] = True
+    if getattr(args, "tile", None):
+        if not wanted.get("native_resolution"):
+            raise SystemExit("--tile needs --native-resolution")
+        wanted["tile"] = args.tile
+    unknown = sorted(set(wanted) - set(fields))
+    if unknown:
+        raise SystemExit(f"{args.detector} has no config field {', '.join(unknown)}; it has: "
+                         f"{', '.join(sorted(fields))}")
+    return wanted
+
+
 def train_from_args(args: argparse.Namespace) -> int:
     """Handler of ``kensa train anomaly`` (arguments parsed in ``models.cli``)."""
 
@@ -132,6 +149,7 @@ def train_from_args(args: argparse.Namespace) -> int:
     if args.name:
         overrides["name"] = args.name
     fields = spec.cls.Config.model_fields
+    overrides.update(_config_overrides(args, fields))
     if args.augment:
         if "augment" not in fields:
             raise SystemExit(f"--augment is not available for {args.detector} (flow has it)")
@@ -140,6 +158,10 @@ def train_from_args(args: argparse.Namespace) -> int:
         overrides["epochs"] = args.epochs
     if "batch_size" in fields:
         overrides["batch_size"] = args.batch
+    try:
+        spec.config(**overrides)
+    except ValueError as exc:
+        raise SystemExit(f"bad configuration for {args.detector}: {exc}") from None
     detector = create_detector(args.detector, weights=args.weights, device=args.device,
                                **overrides)
     log.info("%s: input %sx%s, %d good training images, calibration on %d val images",

@@ -104,7 +104,8 @@ async def test_teach_train_activate_shadow_rollback(sqlite_service: Service) -> 
     versions = (await client.get("/api/v1/detectors/patchcore/versions")).json()
     assert [(v["version"], v["state"]) for v in versions] == [(first["version"],
                                                                "candidate")]
-    assert versions[0]["created_by"] == "tester" and versions[0]["dataset"] == dataset
+    # the signed-in caller, not the "tester" the body claimed
+    assert versions[0]["created_by"] == "admin" and versions[0]["dataset"] == dataset
 
     response = await client.post(
         f"/api/v1/detectors/patchcore/versions/{first['version']}/activate")

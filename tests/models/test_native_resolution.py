@@ -88,3 +88,46 @@ def test_top_k_image_score_is_the_mean_of_the_highest_pixels(generator):
 
     maps = torch.tensor([[[0.0, 5.0], [1.0, 3.0]]])
     assert detector.image_scores(maps).item() == pytest.approx(3.0)
+
+
+def _write_good_folder(generator, folder, n: int = 10) -> None:
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(generator.good(3000 + i).image).save(folder / f"{i:03d}.png")
+
+
+def test_cli_trains_native_patchcore_and_records_it(generator, tmp_path):
+    from kensa.cli import main
+
+    data, out = tmp_path / "good", tmp_path / "artifact"
+    _write_good_folder(generator, data)
+    code = main(["train", "anomaly", "--data", str(data), "--out", str(out),
+                 "--detector", "patchcore", "--native-resolution", "--tile", "128:32",
+                 "--set", "max_bank=512", "--set", "score_top_k=4"])
+    assert code == 0
+    loaded = load_detector(out)
+    assert loaded.config.native_resolution is True
+    assert (loaded.config.tile.size, loaded.config.tile.overlap) == (128, 32)
+    assert loaded.config.score_top_k == 4 and loaded.config.max_bank == 512
+    photo = generator.defective(4000).image
+    assert loaded.predict(photo).evidence[0].values.shape == photo.shape[:2]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--detector", "vae", "--native-resolution"], "does not implement native_resolution"),
+    (["--tile", "128:32"], "--tile needs --native-resolution"),
+    (["--native-resolution", "--tile", "100:32"], "multiples of 32"),
+    (["--set", "no_such_field=3"], "has no config field no_such_field"),
+])
+def test_cli_refuses_bad_native_options_before_writing(generator, tmp_path, capsys, extra,
+                                                       message):
+    from kensa.cli import main
+
+    data, out = tmp_path / "good", tmp_path / "artifact"
+    _write_good_folder(generator, data, n=4)
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "anomaly", "--data", str(data), "--out", str(out), *extra])
+    assert message in str(exited.value.code) + capsys.readouterr().err
+    assert not out.exists()

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlmodel import Session
 
-from kensa.backend.api.deps import EngineDep, requires
+from kensa.backend.api.deps import CurrentUser, EngineDep, requires
 from kensa.backend.jobs import retrain, state
 from kensa.backend.jobs.worker import MIN_DEFECT, MIN_GOOD
 from kensa.backend.records import Job
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"],
 NOT_FOUND = {404: {"model": ErrorBody, "description": "no such job or dataset"}}
 
 
-def _retrain(engine, body: JobCreate, runner: str, pool) -> Job:
+def _retrain(engine, body: JobCreate, runner: str, pool, actor: str) -> Job:
     """A ``retrain_from_reviews`` job for the served detector ``body.name``: a good-only one
     learns confirmed good photos, a classifier or segmenter fine-tunes on reviewed labels."""
     if pool is None or body.name not in pool:
@@ -45,7 +45,7 @@ def _retrain(engine, body: JobCreate, runner: str, pool) -> Job:
         raise HTTPException(422, "config.epochs must be an integer in [1, 50]")
     with Session(engine) as session, session.begin():
         job = Job(kind=retrain.KIND, status="queued", runner=runner, message="queued", params={
-            "name": body.name, "detector": detector.kind, "created_by": body.created_by,
+            "name": body.name, "detector": detector.kind, "created_by": actor,
             **({"holdout_share": float(share)} if share is not None else {}),
             **({"epochs": epochs} if epochs is not None else {})})
         session.add(job)
@@ -54,7 +54,7 @@ def _retrain(engine, body: JobCreate, runner: str, pool) -> Job:
     return job
 
 
-def _create(engine, body: JobCreate, runner: str) -> Job:
+def _create(engine, body: JobCreate, runner: str, actor: str) -> Job:
     from kensa.models.registry import get_spec
 
     if body.kind != "train":
@@ -84,7 +84,7 @@ def _create(engine, body: JobCreate, runner: str) -> Job:
         job = Job(kind="train", status="queued", runner=runner, message="queued", params={
             "dataset_id": str(dataset.id), "dataset": dataset.name,
             "detector": body.detector, "name": body.name, "config": body.config,
-            "quick": body.quick, "created_by": body.created_by})
+            "quick": body.quick, "created_by": actor})
         session.add(job)
         session.flush()
         session.expunge(job)
@@ -107,13 +107,18 @@ def _check_labelled(session: Session, dataset, counts: dict[str, int], task: str
 
 
 @router.post("", status_code=202, response_model=JobPublic, responses=NOT_FOUND)
-async def submit_job(body: JobCreate, engine: EngineDep, request: Request) -> JobPublic:
+async def submit_job(body: JobCreate, engine: EngineDep, request: Request,
+                     principal: CurrentUser) -> JobPublic:
+    """Queue a job; its versions record the signed-in caller as ``created_by`` (the body's
+    ``created_by`` is not trusted: the audit trail must name who really asked)."""
     runner = request.app.state.jobs
     if body.kind == retrain.KIND:
         job = await anyio.to_thread.run_sync(_retrain, engine, body, runner.name,
-                                             getattr(request.app.state, "pool", None))
+                                             getattr(request.app.state, "pool", None),
+                                             principal.actor)
     else:
-        job = await anyio.to_thread.run_sync(_create, engine, body, runner.name)
+        job = await anyio.to_thread.run_sync(_create, engine, body, runner.name,
+                                             principal.actor)
     await anyio.to_thread.run_sync(runner.submit, job.id)
     return state.public(state.read(engine, job.id))
 
