@@ -108,6 +108,12 @@ class Settings(BaseSettings):
 
     job_runner: str = Field("local", description="local (worker subprocess) or celery")
     job_concurrency: int = Field(1, ge=1, description="training jobs at once (local runner)")
+    job_heartbeat_s: float = Field(10.0, gt=0, description="how often a running job's worker "
+                                                           "writes that it is alive")
+    job_lost_after_s: float = Field(
+        300.0, ge=0, description="a running job whose worker has not written for this long "
+                                 "(its machine stopped, its process hung) is failed as lost, "
+                                 "whichever host ran it (0: never)")
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker")
     celery_queue: str = Field("kensa", description="the Celery queue training jobs go to")
 

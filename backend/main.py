@@ -38,6 +38,7 @@ from kensa.backend.api.main import api_router, fallback_router
 from kensa.backend.api.routes import health
 from kensa.backend.config import Settings, effective_batch_max
 from kensa.backend.core.security import FailureLimiter
+from kensa.backend.jobs import state as job_state
 from kensa.backend.jobs.runner import make_runner
 from kensa.backend.services import accounts, versions
 from kensa.backend.services.demo import RECIPES
@@ -156,6 +157,7 @@ async def _database_ready(app: FastAPI, tasks: anyio.abc.TaskGroup) -> None:
     await anyio.to_thread.run_sync(app.state.jobs.start)
     app.state.jobs_started = True
     tasks.start_soon(_sweep_blobs, app)
+    tasks.start_soon(_fail_lost_jobs, app)
 
 
 async def _migrate_or_retry(app: FastAPI, tasks: anyio.abc.TaskGroup) -> None:
@@ -188,6 +190,25 @@ async def _migrate(app: FastAPI) -> None:
         async with anyio.create_task_group() as tasks:
             await _database_ready(app, tasks)
         return
+
+
+async def _fail_lost_jobs(app: FastAPI) -> None:
+    """Every heartbeat interval, fail the running jobs (of any runner, on any host) whose
+    worker has been silent for ``job_lost_after_s``."""
+    settings: Settings = app.state.settings
+    if settings.job_lost_after_s <= 0:
+        return
+    lost_after = timedelta(seconds=settings.job_lost_after_s)
+    while True:
+        try:
+            failed = await anyio.to_thread.run_sync(
+                job_state.fail_lost, app.state.engine, lost_after, abandon_on_cancel=True)
+        except Exception as exc:  # an outage: try again at the next tick
+            log.warning("checking for lost jobs failed: %s: %s", type(exc).__name__, exc)
+        else:
+            if failed:
+                log.warning("failed %d job(s) whose worker went silent", failed)
+        await anyio.sleep(settings.job_heartbeat_s)
 
 
 async def _sweep_blobs(app: FastAPI) -> None:

@@ -221,6 +221,7 @@ class Job(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None  # the worker's last "still running"
 
 
 class DetectorVersion(SQLModel, table=True):

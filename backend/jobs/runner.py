@@ -41,6 +41,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
            "KENSA_STORAGE_DIR": str(settings.storage_dir.resolve()),
            "KENSA_DATA_DIR": str(settings.data_dir.resolve()),
            "KENSA_BROKER_URL": settings.broker_url, "KENSA_CELERY_QUEUE": settings.celery_queue,
+           "KENSA_JOB_HEARTBEAT_S": str(settings.job_heartbeat_s),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     for field in ("storage_url", "s3_bucket", "s3_prefix", "s3_endpoint_url", "s3_region",
                   "s3_access_key_id", "device"):  # the worker stores where the service does

@@ -25,6 +25,7 @@ from kensa.backend.jobs import retrain, state
 from kensa.backend.records import Job
 from kensa.backend.services import datasets, versions
 from kensa.backend.services.storage import make_store
+from kensa.contract.schemas import JOB_FINAL
 from kensa.models.data.samples import Sample
 
 log = logging.getLogger(__name__)
@@ -83,22 +84,26 @@ def run_job(settings: Settings, job_id: uuid.UUID) -> None:
 
 
 def _run(settings: Settings, engine, job_id: uuid.UUID) -> None:
+    heartbeat = state.Heartbeat(engine, job_id, settings.job_heartbeat_s)
+
     def progress(value: float, message: str) -> None:
         job = state.read(engine, job_id)
-        if job is None or job.cancel_requested:
-            raise Cancelled()
+        if (job is None or job.cancel_requested or job.status in JOB_FINAL
+                or heartbeat.stopped.is_set()):
+            raise Cancelled()  # cancelled, or failed as lost meanwhile
         state.write(engine, job_id, progress=round(value, 3), message=message)
 
     worker = f"{os.getpid()}@{socket.gethostname()}"
     if not state.write(engine, job_id, status="running", started_at=state.now(),
-                       worker=worker, message="starting"):
+                       heartbeat_at=state.now(), worker=worker, message="starting"):
         return  # already final (cancelled before it started)
     try:
-        job = state.read(engine, job_id)
-        if job is not None and job.kind == retrain.KIND:
-            metrics, version = retrain.run(settings, engine, job_id, progress)
-        else:
-            metrics, version = _train(settings, engine, job_id, progress)
+        with heartbeat:
+            job = state.read(engine, job_id)
+            if job is not None and job.kind == retrain.KIND:
+                metrics, version = retrain.run(settings, engine, job_id, progress)
+            else:
+                metrics, version = _train(settings, engine, job_id, progress)
         state.write(engine, job_id, status="succeeded", progress=1.0, version=version,
                     metrics=metrics, finished_at=state.now(), message="done")
     except Cancelled:
