@@ -155,8 +155,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="epochs for trained detectors (flow, vae, inpaint)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--augment", nargs="?", const="pose", choices=("pose",), metavar="pose",
-                   help="rotation/shift/scale augmentation while fitting (seed 001's NF+DA; "
-                        "the 'pose' recipe)")
+                   help="rotation/shift/scale augmentation while fitting (seed 001): the "
+                        "flow draws a new pose every epoch (NF+DA), the others fit 4 pose "
+                        "copies of each good image (--set pose_copies=N for another number)")
     p.add_argument("--native-resolution", action="store_true",
                    help="score each photo at its own size in overlapping tiles instead of "
                         "resizing it (patchcore, padim, flow); --img-size is then ignored")

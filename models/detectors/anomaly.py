@@ -25,6 +25,7 @@ from scipy import ndimage
 from sklearn.metrics import precision_recall_curve
 
 from kensa.models.base import Detector, DetectorConfig, Postprocess
+from kensa.models.data.robust import random_pose
 from kensa.models.data.samples import Sample
 from kensa.models.decision import ANOMALY_BAND, verdict_for
 from kensa.models.imaging import resize_map, to_tensor
@@ -53,6 +54,10 @@ class AnomalyConfig(DetectorConfig):
         "(``tile``) instead of resizing it to input_size")
     tile: TileConfig = Field(default_factory=TileConfig,
                              description="tiles of the native-resolution mode")
+    pose_copies: int = Field(
+        0, ge=0, le=16, description="fit on each good image plus this many random pose "
+        "copies (seed 001's rotation/shift/scale ranges, kensa.models.data.robust): parts "
+        "that arrive turned or shifted stay good")
     seed: int = 0
 
     native_capable: ClassVar[bool] = False
@@ -182,18 +187,29 @@ class AnomalyDetector(Detector):
             fit_part = [good[i] for i in order[n_cal:]]
             cal_part = [good[i] for i in order[:n_cal]]
         started = time.perf_counter()
-        report = self.fit_good([s.load_image() for s in fit_part], **options)
+        images = self.with_pose_copies([s.load_image() for s in fit_part])
+        report = self.fit_good(images, **options)
         fit_seconds = time.perf_counter() - started
         defects = [s for s in (val or []) if not s.is_good]
         report.update(self.calibrate([s.load_image() for s in cal_part],
                                      [s.load_image() for s in defects]))
         report.update(fit_seconds=round(fit_seconds, 3), n_fit=len(fit_part),
-                      n_calibration=len(cal_part), n_defect_val=len(defects))
+                      n_calibration=len(cal_part), n_defect_val=len(defects),
+                      n_pose_copies=len(images) - len(fit_part))
         self.metadata.training_data = {
             "n_good_fit": len(fit_part), "n_good_calibration": len(cal_part),
             "n_defect_calibration": len(defects), **self.metadata.training_data,
         }
         return report
+
+    def with_pose_copies(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """``images`` followed by ``pose_copies`` seeded random pose copies of each (seed
+        001's augmentation for good-only detectors; calibration images are never copied)."""
+        copies = self.config.pose_copies
+        if not copies:
+            return images
+        pose = random_pose(self.config.seed)
+        return images + [pose(image=image)["image"] for image in images for _ in range(copies)]
 
     def update(self, images: Sequence[np.ndarray], calibration: Sequence[np.ndarray] = (),
                defects: Sequence[np.ndarray] = ()) -> dict[str, Any]:

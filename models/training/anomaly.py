@@ -114,6 +114,9 @@ def print_summary(kind: str, fit: dict[str, Any], evaluation: dict[str, Any]) ->
         print(f"  {key:<{width}}  {value}")
 
 
+POSE_COPIES = 4  # ``--augment pose`` for detectors without the flow's per-epoch augmentation
+
+
 def _config_overrides(args: argparse.Namespace, fields: dict[str, Any]) -> dict[str, Any]:
     """Config fields asked for by ``--native-resolution``, ``--tile`` and ``--set``; a field
     the detector does not have is an error, not silently ignored."""
@@ -150,10 +153,11 @@ def train_from_args(args: argparse.Namespace) -> int:
         overrides["name"] = args.name
     fields = spec.cls.Config.model_fields
     overrides.update(_config_overrides(args, fields))
-    if args.augment:
-        if "augment" not in fields:
-            raise SystemExit(f"--augment is not available for {args.detector} (flow has it)")
-        overrides["augment"] = True
+    if args.augment:  # flow: a fresh pose every epoch; the others: fixed pose copies
+        if "augment" in fields:
+            overrides["augment"] = True
+        else:
+            overrides.setdefault("pose_copies", POSE_COPIES)
     if args.epochs is not None and "epochs" in fields:
         overrides["epochs"] = args.epochs
     if "batch_size" in fields:

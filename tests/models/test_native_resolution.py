@@ -105,10 +105,12 @@ def test_cli_trains_native_patchcore_and_records_it(generator, tmp_path):
     _write_good_folder(generator, data)
     code = main(["train", "anomaly", "--data", str(data), "--out", str(out),
                  "--detector", "patchcore", "--native-resolution", "--tile", "128:32",
-                 "--set", "max_bank=512", "--set", "score_top_k=4"])
+                 "--set", "max_bank=512", "--set", "score_top_k=4", "--augment"])
     assert code == 0
     loaded = load_detector(out)
-    assert loaded.config.native_resolution is True
+    assert loaded.config.native_resolution is True and loaded.config.pose_copies == 4
+    fit = loaded.metadata.metrics["fit"]
+    assert fit["n_pose_copies"] == 4 * fit["n_fit"]
     assert (loaded.config.tile.size, loaded.config.tile.overlap) == (128, 32)
     assert loaded.config.score_top_k == 4 and loaded.config.max_bank == 512
     photo = generator.defective(4000).image
