@@ -407,12 +407,17 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def paired_differences(data, scores: dict[str, dict[str, np.ndarray]], rounds: int = 2000,
-                       seed: int = 0) -> list[dict]:
-    """Image AUROC of each of ours minus each anomalib run, with a 95 % interval from
-    resampling the same images for both (paired, so shared hard images cancel)."""
+                       seed: int = 0, baseline: str | None = None) -> list[dict]:
+    """Image AUROC of each of ours minus each anomalib run (or, with ``baseline``, every other
+    run minus that one, e.g. ``ours padim``), with a 95 % interval from resampling the same
+    images for both (paired, so shared hard images cancel)."""
     out = []
     ours = [k for k in scores if k.startswith("ours ")]
     peers = [k for k in scores if k.startswith("anomalib ")]
+    if baseline is not None:
+        if baseline not in scores:
+            raise SystemExit(f"no run {baseline!r}; runs: {', '.join(scores)}")
+        ours, peers = [k for k in scores if k != baseline], [baseline]
     for part in ("eval", "robust"):
         labels = data[f"{part}_labels"]
         picks = resamples(labels, _copies(data, part), rounds, seed)
@@ -428,7 +433,7 @@ def paired_differences(data, scores: dict[str, dict[str, np.ndarray]], rounds: i
     return out
 
 
-def report(works: list[Path], out: Path | None) -> int:
+def report(works: list[Path], out: Path | None, baseline: str | None = None) -> int:
     """Recompute every finished child's figures from one or more ``--work`` folders (runs made
     in parallel on the same cache) and write them as one table and one JSON file."""
     caches = [np.load(w / "cache.npz") for w in works]
@@ -449,7 +454,7 @@ def report(works: list[Path], out: Path | None) -> int:
                 part: saved[f"{part}_scores"] for part in ("eval", "robust")
                 if f"{part}_scores" in saved}
     print(_table(rows))
-    differences = paired_differences(caches[0], scores)
+    differences = paired_differences(caches[0], scores, baseline=baseline)
     for line in differences:
         print(f"{line['ours']} - {line['peer']} ({line['part']}): {line['difference']:+.3f} "
               f"[{line['ci95'][0]:+.3f}, {line['ci95'][1]:+.3f}]")
@@ -478,6 +483,8 @@ def main() -> int:
     rep = sub.add_parser("report", help="one table from finished runs' --work folders")
     rep.add_argument("works", type=Path, nargs="+")
     rep.add_argument("--out", type=Path)
+    rep.add_argument("--baseline", help="pair every run with this one instead of with "
+                                        "anomalib's, e.g. 'ours padim'")
     child = sub.add_parser("child")
     child.add_argument("system", choices=("ours", "anomalib"))
     child.add_argument("kind")
@@ -488,7 +495,7 @@ def main() -> int:
     child.add_argument("--bank", type=int, default=10_000)
     args = parser.parse_args()
     if args.command == "report":
-        return report(args.works, args.out)
+        return report(args.works, args.out, args.baseline)
     if args.command == "child":
         if args.system == "ours":
             child_ours(args.kind, args.cache, args.out, args.seed)
