@@ -199,8 +199,15 @@ class AnomalyDetector(Detector):
         self.metadata.training_data = {
             "n_good_fit": len(fit_part), "n_good_calibration": len(cal_part),
             "n_defect_calibration": len(defects), **self.metadata.training_data,
+            "n_fit_samples": len(images),  # with pose copies: what the statistics counted
         }
         return report
+
+    def fit_samples(self) -> int:
+        """How many images (pose copies included) the learnt statistics count; older
+        artifacts, fitted without copies, recorded only ``n_good_fit``."""
+        data = self.metadata.training_data
+        return int(data.get("n_fit_samples", data.get("n_good_fit", 0)))
 
     def with_pose_copies(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """``images`` followed by ``pose_copies`` seeded random pose copies of each (seed
@@ -219,7 +226,8 @@ class AnomalyDetector(Detector):
         if not len(images):
             raise ValueError("no images to learn from")
         started = time.perf_counter()
-        report = self.update_good(list(images))
+        samples = self.with_pose_copies(list(images))
+        report = self.update_good(samples)
         report["update_seconds"] = round(time.perf_counter() - started, 3)
         if len(calibration):
             report.update(self.calibrate(list(calibration), list(defects)))
@@ -227,6 +235,7 @@ class AnomalyDetector(Detector):
             report.update(threshold=self.post.threshold, threshold_method=(
                 f"{self.post.threshold_method} (kept)"))
         data = self.metadata.training_data
+        data["n_fit_samples"] = self.fit_samples() + len(samples)
         data["n_good_fit"] = int(data.get("n_good_fit", 0)) + len(images)
         data["n_good_updates"] = int(data.get("n_good_updates", 0)) + len(images)
         report.update(n_update=len(images), n_calibration=len(calibration))

@@ -89,7 +89,8 @@ class PadimModel(nn.Module):
     task="anomaly",
     learns_from="good-only",
     description="PaDiM: per-position Gaussian of pretrained features, Mahalanobis distance",
-    quick={"input_size": (64, 256), "channels": 24},
+    defaults={"pose_copies": 4},
+    quick={"input_size": (64, 256), "channels": 24, "pose_copies": 0},
 )
 class Padim(AnomalyDetector):
     """PaDiM on ImageNet EfficientNet-Lite features, fit on good images only."""
@@ -138,7 +139,7 @@ class Padim(AnomalyDetector):
         from the mean, the inverse covariance and the count of images seen (training data
         metadata), then the new images are added to them."""
         model: PadimModel = self.model  # type: ignore[assignment]
-        n = int(self.metadata.training_data.get("n_good_fit", 0))
+        n = self.fit_samples()
         if model.mean.shape[0] == 0 or n < 2:
             raise RuntimeError("PaDiM has no Gaussians (or no count of images seen); fit it")
         mean = model.mean.double()

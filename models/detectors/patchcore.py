@@ -144,7 +144,8 @@ def greedy_coreset(features: torch.Tensor, size: int, projection_dim: int = 64,
     task="anomaly",
     learns_from="good-only",
     description="PatchCore: k-NN distance to a coreset of good patch features",
-    quick={"input_size": (64, 256), "coreset_ratio": 0.25, "max_bank": 2048},
+    defaults={"pose_copies": 4},
+    quick={"input_size": (64, 256), "coreset_ratio": 0.25, "max_bank": 2048, "pose_copies": 0},
 )
 class PatchCore(AnomalyDetector):
     """PatchCore on ImageNet EfficientNet-Lite features, fit on good images only."""

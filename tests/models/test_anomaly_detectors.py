@@ -182,7 +182,7 @@ def test_pose_copies_keep_turned_and_shifted_good_strips_good(kind, generator):
     moved = [change.apply(image)[0] for image in good for change in POSE_CHANGES]
     false_alarms = {}
     for copies in (0, 4):
-        detector = create_detector(kind, **get_spec(kind).quick, pose_copies=copies)
+        detector = create_detector(kind, **{**get_spec(kind).quick, "pose_copies": copies})
         report = detector.fit(train)
         assert report["n_pose_copies"] == copies * report["n_fit"]
         assert report["n_calibration"] + report["n_fit"] == len(train)

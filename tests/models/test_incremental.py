@@ -74,6 +74,25 @@ def test_padim_update_equals_a_refit_on_everything() -> None:
                                rtol=2e-3, atol=2e-3)
 
 
+def test_padim_update_with_pose_copies_counts_every_copy() -> None:
+    """With pose copies the Gaussians count the copies too: an update adds the new photos'
+    copies and equals a refit on every image and copy."""
+    first = [GEN.good(i).image for i in range(8)]
+    new = [GEN.good(100 + i).image for i in range(3)]
+    config = {**get_spec("padim").quick, "pose_copies": 2}
+    updated = create_detector("padim", **config)
+    updated.fit_good(updated.with_pose_copies(first))
+    updated.metadata.training_data.update(n_good_fit=8, n_fit_samples=24)
+    updated.update(new)
+    assert updated.metadata.training_data["n_fit_samples"] == 33
+    assert updated.metadata.training_data["n_good_fit"] == 11
+    refit = create_detector("padim", **config)
+    refit.fit_good(refit.with_pose_copies(first) + refit.with_pose_copies(new))
+    torch.testing.assert_close(updated.model.mean, refit.model.mean, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(updated.model.inv_covariance, refit.model.inv_covariance,
+                               rtol=2e-3, atol=2e-3)
+
+
 def test_padim_update_calms_the_confirmed_photo() -> None:
     detector = fitted("padim")
     photo = GEN.defective(3).image
