@@ -14,8 +14,9 @@ The training augmentation draws from the same ranges at random.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import albumentations as A
 import cv2
@@ -91,3 +92,34 @@ def describe_protocol() -> dict[str, object]:
         "changes": [c.name for c in POSE_CHANGES],
         "border": "reflect-101", "masks": "moved identically (nearest)",
     }
+
+
+class PoseCopies(Sequence[np.ndarray]):
+    """``images`` followed by ``copies`` random pose copies of each, made when read (so a fit
+    on large photos does not hold them all at once): copy ``j`` of image ``i`` is the same
+    every time it is read, drawn from the protocol's ranges with a seed of its own."""
+
+    def __init__(self, images: Sequence[np.ndarray], copies: int, seed: int = 0) -> None:
+        self.images, self.copies, self.seed = images, copies, seed
+
+    def __len__(self) -> int:
+        return len(self.images) * (1 + self.copies)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        n = len(self.images)
+        if index < n:
+            return self.images[index]
+        source = (index - n) // self.copies
+        seed = (self.seed * 1_000_003 + index) % 2**32
+        return random_pose(seed)(image=self.images[source])["image"]

@@ -25,7 +25,7 @@ from scipy import ndimage
 from sklearn.metrics import precision_recall_curve
 
 from kensa.models.base import Detector, DetectorConfig, Postprocess
-from kensa.models.data.robust import random_pose
+from kensa.models.data.robust import PoseCopies
 from kensa.models.data.samples import Sample
 from kensa.models.decision import ANOMALY_BAND, verdict_for
 from kensa.models.imaging import resize_map, to_tensor
@@ -209,14 +209,13 @@ class AnomalyDetector(Detector):
         data = self.metadata.training_data
         return int(data.get("n_fit_samples", data.get("n_good_fit", 0)))
 
-    def with_pose_copies(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """``images`` followed by ``pose_copies`` seeded random pose copies of each (seed
-        001's augmentation for good-only detectors; calibration images are never copied)."""
-        copies = self.config.pose_copies
-        if not copies:
+    def with_pose_copies(self, images: list[np.ndarray]) -> Sequence[np.ndarray]:
+        """``images`` followed by ``pose_copies`` seeded random pose copies of each, made as
+        they are read (seed 001's augmentation for good-only detectors; calibration images
+        are never copied)."""
+        if not self.config.pose_copies:
             return images
-        pose = random_pose(self.config.seed)
-        return images + [pose(image=image)["image"] for image in images for _ in range(copies)]
+        return PoseCopies(images, self.config.pose_copies, self.config.seed)
 
     def update(self, images: Sequence[np.ndarray], calibration: Sequence[np.ndarray] = (),
                defects: Sequence[np.ndarray] = ()) -> dict[str, Any]:

@@ -189,3 +189,17 @@ def test_pose_copies_keep_turned_and_shifted_good_strips_good(kind, generator):
         scores, _ = detector.raw_scores(moved)
         false_alarms[copies] = float(np.mean(scores > detector.post.threshold))
     assert false_alarms[4] < false_alarms[0], false_alarms
+
+
+def test_pose_copies_are_made_when_read_and_the_same_every_read(generator):
+    from kensa.models.data.robust import PoseCopies
+
+    images = [generator.good(i).image for i in range(3)]
+    copies = PoseCopies(images, copies=2, seed=5)
+    assert len(copies) == 9 and copies[0] is images[0] and copies[-1].shape == images[2].shape
+    assert np.array_equal(copies[4], copies[4])  # the same copy at every read
+    assert np.array_equal(copies[3:5][1], copies[4]) and not np.array_equal(copies[3], copies[4])
+    assert not np.array_equal(copies[3], images[0])  # copy 1 of image 0 is moved
+    assert not np.array_equal(copies[3], PoseCopies(images, copies=2, seed=6)[3])
+    with pytest.raises(IndexError):
+        copies[9]

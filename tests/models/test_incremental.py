@@ -87,7 +87,7 @@ def test_padim_update_with_pose_copies_counts_every_copy() -> None:
     assert updated.metadata.training_data["n_fit_samples"] == 33
     assert updated.metadata.training_data["n_good_fit"] == 11
     refit = create_detector("padim", **config)
-    refit.fit_good(refit.with_pose_copies(first) + refit.with_pose_copies(new))
+    refit.fit_good([*refit.with_pose_copies(first), *refit.with_pose_copies(new)])
     torch.testing.assert_close(updated.model.mean, refit.model.mean, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(updated.model.inv_covariance, refit.model.inv_covariance,
                                rtol=2e-3, atol=2e-3)
