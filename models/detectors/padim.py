@@ -89,8 +89,7 @@ class PadimModel(nn.Module):
     task="anomaly",
     learns_from="good-only",
     description="PaDiM: per-position Gaussian of pretrained features, Mahalanobis distance",
-    defaults={"pose_copies": 4},
-    quick={"input_size": (64, 256), "channels": 24, "pose_copies": 0},
+    quick={"input_size": (64, 256), "channels": 24},
 )
 class Padim(AnomalyDetector):
     """PaDiM on ImageNet EfficientNet-Lite features, fit on good images only."""
