@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from kensa.models.artifacts import save
 from kensa.models.data.layouts import load_dataset
@@ -163,11 +164,10 @@ def train_from_args(args: argparse.Namespace) -> int:
     if "batch_size" in fields:
         overrides["batch_size"] = args.batch
     try:
-        spec.config(**overrides)
-    except ValueError as exc:
+        detector = create_detector(args.detector, weights=args.weights, device=args.device,
+                                   **overrides)
+    except ValidationError as exc:  # the config is validated before any weights load
         raise SystemExit(f"bad configuration for {args.detector}: {exc}") from None
-    detector = create_detector(args.detector, weights=args.weights, device=args.device,
-                               **overrides)
     log.info("%s: input %sx%s, %d good training images, calibration on %d val images",
              args.detector, size[0], size[1], len(good), len(val))
 
